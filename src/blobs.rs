@@ -1,0 +1,306 @@
+//! Uploaded files on disk. An upload streams into `tmp/<process>/`, is fsynced,
+//! renamed into `blobs/<item-id>` (same filesystem, so the rename is atomic), and only
+//! then recorded in the database. A crash at any point leaves no visible half item.
+//!
+//! Several replicas may share the data directory. Each process writes into its own
+//! tmp subdirectory and holds an exclusive lock on it while it runs; at start, a
+//! process removes every tmp subdirectory whose lock it can take (its owner is gone).
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+/// How often, in bytes written, the free-space reserve is checked during an upload.
+const SPACE_CHECK_EVERY: u64 = 16 * 1024 * 1024;
+
+#[derive(Debug)]
+pub struct Blobs {
+    blobs_dir: PathBuf,
+    tmp_dir: PathBuf,
+    min_free_bytes: u64,
+    // Held for the life of the process: marks tmp_dir as in use.
+    _tmp_lock: File,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("upload larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("not enough free disk space")]
+    NoSpace,
+    #[error("the upload was interrupted: {0}")]
+    Body(String),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl Blobs {
+    /// Create `blobs/` and `tmp/`, claim a tmp subdirectory for this process and sweep
+    /// leftovers of processes that are gone.
+    pub fn open(data_dir: &Path, min_free_bytes: u64) -> anyhow::Result<Self> {
+        let blobs_dir = data_dir.join("blobs");
+        let tmp_root = data_dir.join("tmp");
+        for dir in [&blobs_dir, &tmp_root] {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let swept = sweep_abandoned(&tmp_root)?;
+        if swept > 0 {
+            tracing::info!(swept, "removed unfinished uploads left by a previous run");
+        }
+        let name = uuid::Uuid::new_v4().to_string();
+        let tmp_dir = tmp_root.join(&name);
+        std::fs::create_dir(&tmp_dir)
+            .with_context(|| format!("cannot create {}", tmp_dir.display()))?;
+        let lock_path = tmp_root.join(format!("{name}.lock"));
+        let lock = File::create(&lock_path)
+            .with_context(|| format!("cannot create {}", lock_path.display()))?;
+        lock.try_lock()
+            .map_err(|e| anyhow::anyhow!("cannot lock {}: {e:?}", lock_path.display()))?;
+        Ok(Self {
+            blobs_dir,
+            tmp_dir,
+            min_free_bytes,
+            _tmp_lock: lock,
+        })
+    }
+
+    pub fn path(&self, item_id: &uuid::Uuid) -> PathBuf {
+        self.blobs_dir.join(item_id.to_string())
+    }
+
+    pub fn blobs_dir(&self) -> &Path {
+        &self.blobs_dir
+    }
+
+    /// Bytes available to unprivileged writers in the data directory.
+    pub fn free_bytes(&self) -> io::Result<u64> {
+        let st = rustix::fs::statvfs(&self.blobs_dir).map_err(io::Error::from)?;
+        Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
+    /// Whether `incoming` more bytes fit above the reserve.
+    pub fn has_room_for(&self, incoming: u64) -> io::Result<bool> {
+        Ok(self.free_bytes()?.saturating_sub(incoming) >= self.min_free_bytes)
+    }
+
+    /// Write probe for readiness: the data directory accepts a file.
+    pub fn check_writable(&self) -> io::Result<()> {
+        let probe = self.tmp_dir.join(".ready-probe");
+        std::fs::write(&probe, b"ok")?;
+        std::fs::remove_file(&probe)
+    }
+
+    pub async fn start_upload(&self, limit: u64) -> io::Result<Upload<'_>> {
+        let path = self.tmp_dir.join(format!("{}.part", uuid::Uuid::new_v4()));
+        let file = tokio::fs::File::create(&path).await?;
+        Ok(Upload {
+            blobs: self,
+            file,
+            path: Some(path),
+            hasher: Sha256::new(),
+            size: 0,
+            limit,
+            next_space_check: 0,
+        })
+    }
+
+    /// Remove a blob after its item row is gone. Missing files are fine.
+    pub async fn remove(&self, item_id: &uuid::Uuid) -> io::Result<()> {
+        match tokio::fs::remove_file(self.path(item_id)).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A file being received. Dropped without `commit`, it deletes its temp file.
+pub struct Upload<'a> {
+    blobs: &'a Blobs,
+    file: tokio::fs::File,
+    path: Option<PathBuf>,
+    hasher: Sha256,
+    size: u64,
+    limit: u64,
+    next_space_check: u64,
+}
+
+pub struct Stored {
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl Upload<'_> {
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), UploadError> {
+        self.size += chunk.len() as u64;
+        if self.size > self.limit {
+            return Err(UploadError::TooLarge { limit: self.limit });
+        }
+        if self.size >= self.next_space_check {
+            if !self.blobs.has_room_for(SPACE_CHECK_EVERY)? {
+                return Err(UploadError::NoSpace);
+            }
+            self.next_space_check = self.size + SPACE_CHECK_EVERY;
+        }
+        self.hasher.update(chunk);
+        self.file.write_all(chunk).await?;
+        Ok(())
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Flush to stable storage and move into `blobs/<item_id>`. The caller records
+    /// the item afterwards; if that fails it must `Blobs::remove` the blob.
+    pub async fn commit(mut self, item_id: &uuid::Uuid) -> Result<Stored, UploadError> {
+        self.file.flush().await?;
+        self.file.sync_all().await?;
+        let Some(from) = self.path.take() else {
+            return Err(UploadError::Io(io::Error::other(
+                "upload already committed",
+            )));
+        };
+        let to = self.blobs.path(item_id);
+        if let Err(e) = tokio::fs::rename(&from, &to).await {
+            let _ = std::fs::remove_file(&from);
+            return Err(e.into());
+        }
+        // The rename is durable only once the directory entry is synced.
+        let dir = self.blobs.blobs_dir.clone();
+        tokio::task::spawn_blocking(move || File::open(dir)?.sync_all())
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))??;
+        let sha256 = hex(&std::mem::take(&mut self.hasher).finalize());
+        Ok(Stored {
+            size: self.size,
+            sha256,
+        })
+    }
+}
+
+impl Drop for Upload<'_> {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+/// Remove tmp subdirectories (and their lock files) whose owning process is gone.
+fn sweep_abandoned(tmp_root: &Path) -> anyhow::Result<usize> {
+    let mut swept = 0;
+    for entry in std::fs::read_dir(tmp_root)
+        .with_context(|| format!("cannot read {}", tmp_root.display()))?
+    {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "lock") {
+            continue;
+        }
+        let lock_path = path.with_extension("lock");
+        let abandoned = match File::options().write(true).open(&lock_path) {
+            // We got the lock: the owner is gone. It is released when `lock` drops.
+            Ok(lock) => lock.try_lock().is_ok(),
+            // No lock file: a stray file or a directory from an older layout.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot open {}", lock_path.display()));
+            }
+        };
+        if !abandoned {
+            continue;
+        }
+        if path.is_dir() {
+            swept += std::fs::read_dir(&path)?.count();
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            swept += 1;
+            std::fs::remove_file(&path)?;
+        }
+        let _ = std::fs::remove_file(&lock_path);
+    }
+    Ok(swept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn abandoned_uploads_are_swept_and_live_ones_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let live = Blobs::open(dir.path(), 0).expect("open");
+        let mut upload = live.start_upload(1 << 20).await.expect("start");
+        upload.write(b"in progress").await.expect("write");
+        // A second process starting now must not touch the first one's upload.
+        let second = Blobs::open(dir.path(), 0).expect("open second");
+        assert_eq!(std::fs::read_dir(&live.tmp_dir).expect("read").count(), 1);
+        drop(second);
+
+        // Simulate a dead process: a tmp dir with no lock holder.
+        let dead = dir.path().join("tmp").join("dead-process");
+        std::fs::create_dir(&dead).expect("mkdir");
+        std::fs::write(dead.join("x.part"), b"half").expect("write");
+        let _third = Blobs::open(dir.path(), 0).expect("open third");
+        assert!(!dead.exists());
+        assert_eq!(std::fs::read_dir(&live.tmp_dir).expect("read").count(), 1);
+        drop(upload);
+        assert_eq!(std::fs::read_dir(&live.tmp_dir).expect("read").count(), 0);
+    }
+
+    #[tokio::test]
+    async fn limit_is_enforced_while_streaming() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blobs = Blobs::open(dir.path(), 0).expect("open");
+        let mut upload = blobs.start_upload(10).await.expect("start");
+        upload.write(b"12345").await.expect("first chunk fits");
+        assert!(matches!(
+            upload.write(b"678901").await,
+            Err(UploadError::TooLarge { limit: 10 })
+        ));
+        drop(upload);
+        assert_eq!(std::fs::read_dir(&blobs.tmp_dir).expect("read").count(), 0);
+    }
+
+    #[tokio::test]
+    async fn commit_moves_and_hashes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blobs = Blobs::open(dir.path(), 0).expect("open");
+        let mut upload = blobs.start_upload(100).await.expect("start");
+        upload.write(b"hello ").await.expect("write");
+        upload.write(b"world").await.expect("write");
+        let id = uuid::Uuid::now_v7();
+        let stored = upload.commit(&id).await.expect("commit");
+        assert_eq!(stored.size, 11);
+        assert_eq!(stored.sha256, sha256_hex(b"hello world"));
+        assert_eq!(
+            std::fs::read(blobs.path(&id)).expect("read"),
+            b"hello world"
+        );
+    }
+
+    #[test]
+    fn reserve_refuses_when_disk_would_fill() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blobs = Blobs::open(dir.path(), u64::MAX).expect("open");
+        assert!(!blobs.has_room_for(1).expect("statvfs"));
+    }
+}

@@ -1,0 +1,306 @@
+//! The `ferry` command line. `serve` is the default.
+
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::auth::{check_password_rules, check_user_name, hash_password, random_token, token_hash};
+use crate::config::Settings;
+use crate::startup::{Application, shutdown_signal};
+use crate::store::Store;
+use crate::telemetry;
+
+#[derive(Parser)]
+#[command(name = "ferry", version, about = "A self-hosted drop box for notes and files", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Exit 0 if the local server answers /readyz with 200, else 1 (container HEALTHCHECK).
+    Healthcheck,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens for scripts.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user. The password is read from the terminal, or from stdin when piped.
+    Add {
+        name: String,
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List users.
+    List,
+    /// Set a new password (ends the user's sessions).
+    Passwd { name: String },
+    /// Delete a user; their items stay, without an author.
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an API token and print it once.
+    Create {
+        /// A name to recognise the token by.
+        name: String,
+        #[arg(long)]
+        user: String,
+    },
+    /// List a user's tokens.
+    List {
+        #[arg(long)]
+        user: String,
+    },
+    /// Revoke a token by name or id.
+    Revoke {
+        name: String,
+        #[arg(long)]
+        user: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration and print it with secrets redacted.
+    Check,
+}
+
+/// Exit code for an invalid configuration, distinct from runtime failures.
+const EXIT_CONFIG: u8 = 2;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Healthcheck = command {
+        return healthcheck(&settings);
+    }
+    if let Command::Config(ConfigCommand::Check) = command {
+        for line in settings.redacted_lines() {
+            println!("{line}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    telemetry::init(&settings.log, settings.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(command, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            let app = Application::build(settings).await?;
+            app.run_until(shutdown_signal()).await
+        }
+        Command::Migrate => {
+            let store = Store::connect(&settings).await?;
+            store.migrate().await?;
+            println!(
+                "database schema is at version {}",
+                store.schema_version().await?
+            );
+            Ok(())
+        }
+        Command::User(cmd) => user(cmd, &open_store(&settings).await?).await,
+        Command::Token(cmd) => token(cmd, &open_store(&settings).await?).await,
+        Command::Healthcheck | Command::Config(_) => Ok(()),
+    }
+}
+
+/// Open the database for an admin command, bringing the schema up to date first
+/// when the server would do so too.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(settings).await?;
+    if settings.migrate_on_start {
+        store.migrate().await?;
+    } else if !store.migrations_applied().await? {
+        bail!("the database schema is not up to date; run `ferry migrate` first");
+    }
+    Ok(store)
+}
+
+async fn user(cmd: UserCommand, store: &Store) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::Add { name, admin } => {
+            check_user_name(&name).map_err(anyhow::Error::msg)?;
+            let password = read_new_password()?;
+            let hash = hash_password(password).await?;
+            match store.create_user(&name, &hash, admin).await? {
+                Some(_) => println!("created user {name}{}", if admin { " (admin)" } else { "" }),
+                None => bail!("a user named {name} already exists"),
+            }
+        }
+        UserCommand::List => {
+            for u in store.list_users().await? {
+                println!(
+                    "{}\t{}\t{}",
+                    u.name,
+                    if u.is_admin { "admin" } else { "member" },
+                    crate::store::rfc3339(u.created_at)
+                );
+            }
+        }
+        UserCommand::Passwd { name } => {
+            let user = store
+                .user_by_name(&name)
+                .await?
+                .with_context(|| format!("no user named {name}"))?;
+            let hash = hash_password(read_new_password()?).await?;
+            store.set_password(&user.id, &hash).await?;
+            println!("password changed for {name}; their sessions were ended");
+        }
+        UserCommand::Delete { name } => {
+            if !store.delete_user(&name).await? {
+                bail!("no user named {name}");
+            }
+            println!("deleted user {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn token(cmd: TokenCommand, store: &Store) -> anyhow::Result<()> {
+    let user_id = |name: String| async move {
+        store
+            .user_by_name(&name)
+            .await?
+            .map(|u| u.id)
+            .with_context(|| format!("no user named {name}"))
+    };
+    match cmd {
+        TokenCommand::Create { name, user } => {
+            let user_id = user_id(user).await?;
+            let secret = random_token();
+            store
+                .create_api_token(&user_id, &name, &token_hash(&secret))
+                .await?;
+            // Only the token on stdout, so scripts can capture it.
+            println!("{secret}");
+            eprintln!("token {name} created; it is shown only once");
+        }
+        TokenCommand::List { user } => {
+            for t in store.list_api_tokens(&user_id(user).await?).await? {
+                let used = t
+                    .last_used_at
+                    .map(crate::store::rfc3339)
+                    .unwrap_or_else(|| "never used".into());
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    t.id,
+                    t.name,
+                    crate::store::rfc3339(t.created_at),
+                    used
+                );
+            }
+        }
+        TokenCommand::Revoke { name, user } => {
+            if store.revoke_api_token(&user_id(user).await?, &name).await? == 0 {
+                bail!("no such token");
+            }
+            println!("revoked");
+        }
+    }
+    Ok(())
+}
+
+/// A password from the terminal (asked twice) or the first line of stdin.
+fn read_new_password() -> anyhow::Result<String> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("New password: ")?;
+        let second = rpassword::prompt_password("Repeat password: ")?;
+        if first != second {
+            bail!("the passwords do not match");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    check_password_rules(&password).map_err(anyhow::Error::msg)?;
+    Ok(password)
+}
+
+/// Probe /readyz on the configured listen address with a plain HTTP/1.0 request:
+/// the image has no shell or curl, so the binary checks itself.
+fn healthcheck(settings: &Settings) -> ExitCode {
+    let mut addr = settings.listen;
+    if addr.ip().is_unspecified() {
+        let loopback: IpAddr = if addr.is_ipv4() {
+            Ipv4Addr::LOCALHOST.into()
+        } else {
+            Ipv6Addr::LOCALHOST.into()
+        };
+        addr = SocketAddr::new(loopback, addr.port());
+    }
+    match probe(addr) {
+        Ok(200) => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("unhealthy: /readyz answered {status}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn probe(addr: SocketAddr) -> anyhow::Result<u16> {
+    let timeout = Duration::from_secs(3);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET /readyz HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: ferry-healthcheck\r\n\r\n"
+    )?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head)?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("not an HTTP answer from {addr}"))
+}

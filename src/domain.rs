@@ -1,0 +1,366 @@
+//! Domain values parsed from untrusted input. Each type can only hold a valid value.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// How long an item lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Expiry {
+    Never,
+    Hour,
+    Day,
+    Week,
+    Month,
+}
+
+impl Expiry {
+    pub const ALL: [Expiry; 5] = [
+        Expiry::Never,
+        Expiry::Hour,
+        Expiry::Day,
+        Expiry::Week,
+        Expiry::Month,
+    ];
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "never" | "" => Ok(Self::Never),
+            "1h" => Ok(Self::Hour),
+            "1d" => Ok(Self::Day),
+            "7d" => Ok(Self::Week),
+            "30d" => Ok(Self::Month),
+            other => Err(format!(
+                "expiry {other:?} is not one of never, 1h, 1d, 7d, 30d"
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Never => "never",
+            Self::Hour => "1h",
+            Self::Day => "1d",
+            Self::Week => "7d",
+            Self::Month => "30d",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Never => "Never",
+            Self::Hour => "1 hour",
+            Self::Day => "1 day",
+            Self::Week => "7 days",
+            Self::Month => "30 days",
+        }
+    }
+
+    pub fn duration(self) -> Option<Duration> {
+        let hours = match self {
+            Self::Never => return None,
+            Self::Hour => 1,
+            Self::Day => 24,
+            Self::Week => 24 * 7,
+            Self::Month => 24 * 30,
+        };
+        Some(Duration::from_secs(hours * 3600))
+    }
+
+    /// Expiry instant in unix milliseconds, counted from `now_ms`.
+    pub fn expires_at(self, now_ms: i64) -> Option<i64> {
+        self.duration()
+            .map(|d| now_ms.saturating_add(d.as_millis() as i64))
+    }
+}
+
+/// A filename safe to show and to put in a Content-Disposition header. It is never
+/// used as a path: blobs are stored under the item id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub const MAX_CHARS: usize = 200;
+
+    /// Keep the last path component, drop control characters and characters that
+    /// are special in headers or on common filesystems, and cap the length.
+    pub fn clean(raw: &str) -> Self {
+        let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+        let mut cleaned: String = last
+            .chars()
+            .filter(|c| {
+                !c.is_control()
+                    && !matches!(
+                        c,
+                        '"' | '<' | '>' | '|' | ':' | '*' | '?' | '\u{202e}' | '\u{202d}'
+                    )
+            })
+            .collect();
+        cleaned = cleaned.trim().trim_start_matches('.').trim().to_string();
+        if cleaned.chars().count() > Self::MAX_CHARS {
+            // Keep the extension when shortening, it decides how the file opens.
+            let ext: String = match cleaned.rsplit_once('.') {
+                Some((_, ext)) if ext.chars().count() <= 16 => format!(".{ext}"),
+                _ => String::new(),
+            };
+            let keep = Self::MAX_CHARS - ext.chars().count();
+            cleaned = cleaned.chars().take(keep).collect::<String>() + &ext;
+        }
+        if cleaned.is_empty() {
+            cleaned = "file".into();
+        }
+        Self(cleaned)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// RFC 6266 header value: an ASCII fallback plus the UTF-8 name.
+    pub fn content_disposition(&self, inline: bool) -> String {
+        let kind = if inline { "inline" } else { "attachment" };
+        let ascii: String = self
+            .0
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .filter(|c| *c != '\\' && *c != '"')
+            .collect();
+        let mut encoded = String::new();
+        for b in self.0.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                encoded.push(b as char);
+            } else {
+                encoded.push_str(&format!("%{b:02X}"));
+            }
+        }
+        format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+    }
+}
+
+/// Content type guessed from the extension; browsers' claims are not trusted.
+pub fn content_type_for(name: &str) -> &'static str {
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "avif" => "image/avif",
+        "pdf" => "application/pdf",
+        "txt" | "log" | "md" => "text/plain; charset=utf-8",
+        "csv" => "text/csv; charset=utf-8",
+        "json" => "application/json",
+        "zip" => "application/zip",
+        "gz" => "application/gzip",
+        "tar" => "application/x-tar",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        "mp3" => "audio/mpeg",
+        "ogg" => "audio/ogg",
+        "svg" => "image/svg+xml",
+        "html" | "htm" => "text/html; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Types a browser may show inline. Everything else, including HTML and SVG
+/// (scriptable), is sent as an attachment.
+pub fn is_inline_safe(content_type: &str) -> bool {
+    matches!(
+        content_type,
+        "image/png"
+            | "image/jpeg"
+            | "image/gif"
+            | "image/webp"
+            | "image/avif"
+            | "application/pdf"
+            | "text/plain; charset=utf-8"
+            | "video/mp4"
+            | "video/webm"
+            | "audio/mpeg"
+            | "audio/ogg"
+    )
+}
+
+/// A byte range from a `Range` header, resolved against the file length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    /// Inclusive.
+    pub end: u64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RangeError {
+    /// Syntax we do not serve (multiple ranges, other units): send the whole file.
+    Ignore,
+    /// Valid syntax but outside the file: 416.
+    Unsatisfiable,
+}
+
+impl ByteRange {
+    /// Parse a single `bytes=` range (RFC 9110 14.1.2).
+    pub fn parse(header: &str, len: u64) -> Result<Self, RangeError> {
+        let spec = header
+            .trim()
+            .strip_prefix("bytes=")
+            .ok_or(RangeError::Ignore)?
+            .trim();
+        if spec.contains(',') {
+            return Err(RangeError::Ignore);
+        }
+        let (first, last) = spec.split_once('-').ok_or(RangeError::Ignore)?;
+        let (first, last) = (first.trim(), last.trim());
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if first.is_empty() {
+            if !digits(last) {
+                return Err(RangeError::Ignore);
+            }
+            let suffix: u64 = last.parse().map_err(|_| RangeError::Ignore)?;
+            if suffix == 0 || len == 0 {
+                return Err(RangeError::Unsatisfiable);
+            }
+            return Ok(Self {
+                start: len.saturating_sub(suffix),
+                end: len - 1,
+            });
+        }
+        if !digits(first) || !(last.is_empty() || digits(last)) {
+            return Err(RangeError::Ignore);
+        }
+        let start: u64 = first.parse().map_err(|_| RangeError::Ignore)?;
+        if start >= len {
+            return Err(RangeError::Unsatisfiable);
+        }
+        let end = if last.is_empty() {
+            len - 1
+        } else {
+            last.parse::<u64>()
+                .map_err(|_| RangeError::Ignore)?
+                .min(len - 1)
+        };
+        if end < start {
+            return Err(RangeError::Ignore);
+        }
+        Ok(Self { start, end })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.end - self.start + 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// Opaque pagination cursor: the id of the last item of the previous page.
+pub fn parse_cursor(s: &str) -> Result<uuid::Uuid, String> {
+    uuid::Uuid::parse_str(s.trim()).map_err(|_| format!("cursor {s:?} is not valid"))
+}
+
+/// Item ids are UUIDs; anything else is a 404 rather than a database query.
+pub fn parse_item_id(s: &str) -> Option<uuid::Uuid> {
+    uuid::Uuid::parse_str(s).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames_lose_paths_and_control_characters() {
+        let cases = [
+            ("../../etc/passwd", "passwd"),
+            ("..\\..\\windows\\system32\\cmd.exe", "cmd.exe"),
+            ("/", "file"),
+            ("..", "file"),
+            (".bashrc", "bashrc"),
+            ("a\u{0}b\nc\r.txt", "abc.txt"),
+            ("report \"final\".pdf", "report final.pdf"),
+            ("photo.jpg", "photo.jpg"),
+            ("Ünïcødé 📷.png", "Ünïcødé 📷.png"),
+            ("evil\u{202e}gpj.exe", "evilgpj.exe"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(DisplayName::clean(raw).as_str(), want, "input {raw:?}");
+        }
+        let long = format!("{}.tar.gz", "x".repeat(500));
+        let cleaned = DisplayName::clean(&long);
+        assert_eq!(cleaned.as_str().chars().count(), DisplayName::MAX_CHARS);
+        assert!(cleaned.as_str().ends_with(".gz"));
+    }
+
+    #[test]
+    fn content_disposition_is_header_safe() {
+        let name = DisplayName::clean("naïve résumé.pdf");
+        let v = name.content_disposition(false);
+        assert!(
+            v.starts_with("attachment; filename=\"na_ve r_sum_.pdf\""),
+            "{v}"
+        );
+        assert!(
+            v.contains("filename*=UTF-8''na%C3%AFve%20r%C3%A9sum%C3%A9.pdf"),
+            "{v}"
+        );
+        assert!(v.is_ascii());
+    }
+
+    #[test]
+    fn ranges() {
+        let r = |h| ByteRange::parse(h, 1000);
+        assert_eq!(r("bytes=0-99"), Ok(ByteRange { start: 0, end: 99 }));
+        assert_eq!(
+            r("bytes=900-"),
+            Ok(ByteRange {
+                start: 900,
+                end: 999
+            })
+        );
+        assert_eq!(
+            r("bytes=-100"),
+            Ok(ByteRange {
+                start: 900,
+                end: 999
+            })
+        );
+        assert_eq!(r("bytes=-5000"), Ok(ByteRange { start: 0, end: 999 }));
+        assert_eq!(
+            r("bytes=990-5000"),
+            Ok(ByteRange {
+                start: 990,
+                end: 999
+            })
+        );
+        assert_eq!(r("bytes=1000-"), Err(RangeError::Unsatisfiable));
+        assert_eq!(r("bytes=-0"), Err(RangeError::Unsatisfiable));
+        assert_eq!(r("bytes=5-1"), Err(RangeError::Ignore));
+        assert_eq!(r("bytes=0-1,5-6"), Err(RangeError::Ignore));
+        assert_eq!(r("items=0-1"), Err(RangeError::Ignore));
+        assert_eq!(r("bytes=+1-2"), Err(RangeError::Ignore));
+        assert_eq!(r("bytes=99999999999999999999999-"), Err(RangeError::Ignore));
+        assert_eq!(
+            ByteRange::parse("bytes=0-", 0),
+            Err(RangeError::Unsatisfiable)
+        );
+    }
+
+    #[test]
+    fn expiry_round_trips() {
+        for e in Expiry::ALL {
+            assert_eq!(Expiry::parse(e.as_str()), Ok(e));
+        }
+        assert!(Expiry::parse("2h").is_err());
+        assert_eq!(Expiry::Hour.expires_at(0), Some(3_600_000));
+        assert_eq!(Expiry::Never.expires_at(0), None);
+    }
+}

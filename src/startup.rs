@@ -1,0 +1,185 @@
+//! Builds the application from settings. `main` and the tests share this path: tests
+//! bind port 0 and get the real router.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{LoginLimiter, random_token, token_hash};
+use crate::blobs::Blobs;
+use crate::config::Settings;
+use crate::events::EventHub;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+use crate::store::Store;
+use crate::{http, sweeper};
+
+pub struct Application {
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    state: AppState,
+}
+
+impl Application {
+    /// Open the database (migrating if configured), the data directory and the
+    /// listeners. Nothing is served until `run_until`.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!(
+                "cannot create data directory {}",
+                settings.data_dir.display()
+            )
+        })?;
+        let store = Store::connect(&settings).await?;
+        if settings.migrate_on_start {
+            store.migrate().await?;
+        } else if !store.migrations_applied().await? {
+            tracing::warn!(
+                "database schema is not up to date and FERRY_MIGRATE_ON_START=false; run `ferry migrate`"
+            );
+        }
+        let blobs = Blobs::open(&settings.data_dir, settings.min_free_bytes)?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let metrics_listener = match settings.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?,
+            ),
+            None => None,
+        };
+        let shutdown = CancellationToken::new();
+        let events = EventHub::start(&store, shutdown.clone()).await?;
+        let state = AppState {
+            settings: Arc::new(settings),
+            store,
+            blobs: Arc::new(blobs),
+            events,
+            metrics: Arc::new(Metrics::default()),
+            limiter: Arc::new(LoginLimiter::default()),
+            shutdown,
+        };
+        Ok(Self {
+            listener,
+            metrics_listener,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serve until `shutdown` resolves, then stop accepting, end live streams, and
+    /// give in-flight requests `FERRY_SHUTDOWN_GRACE` to finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            metrics_listener,
+            state,
+        } = self;
+        let addr = listener.local_addr()?;
+        announce_setup(&state, addr).await?;
+        let token = state.shutdown.clone();
+        let grace = state.settings.shutdown_grace;
+
+        let app = http::router(state.clone());
+        let main = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(token.clone().cancelled_owned());
+        let main = tokio::spawn(main.into_future());
+        let metrics = metrics_listener.map(|l| {
+            let app = http::metrics_router(state.clone());
+            tokio::spawn(
+                axum::serve(l, app)
+                    .with_graceful_shutdown(token.clone().cancelled_owned())
+                    .into_future(),
+            )
+        });
+        let sweeper = tokio::spawn(sweeper::run(state.clone()));
+        tracing::info!(%addr, backend = state.store.backend(), version = crate::VERSION, "ferry is listening");
+
+        tokio::select! {
+            _ = shutdown => tracing::info!("shutting down: no new connections; finishing in-flight requests"),
+            _ = token.cancelled() => {}
+        }
+        token.cancel();
+        let drained = tokio::time::timeout(grace, async {
+            let _ = main.await;
+            if let Some(m) = metrics {
+                let _ = m.await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "grace period over; cutting off remaining requests"
+            );
+        }
+        sweeper.abort();
+        state.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// With no users yet, print a one-time link that lets the first visitor become
+/// the admin. Every start without users prints a fresh link.
+async fn announce_setup(state: &AppState, addr: SocketAddr) -> anyhow::Result<()> {
+    if state.store.count_users().await? > 0 {
+        return Ok(());
+    }
+    let token = random_token();
+    state.store.add_setup_token(&token_hash(&token)).await?;
+    let base = match &state.settings.public_url {
+        Some(url) => url.as_str().trim_end_matches('/').to_string(),
+        None => format!("http://{addr}"),
+    };
+    tracing::warn!(
+        "no users yet: create the admin account at {base}/setup?token={token} (or run `ferry user add NAME --admin`)"
+    );
+    Ok(())
+}
+
+/// Resolves on SIGTERM (container stop) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,74 @@
+//! Embedded migrations, one set per backend, applied under a lock so that two
+//! processes starting together do not race.
+
+use std::fs::File;
+
+use anyhow::Context;
+use sqlx::migrate::Migrator;
+
+use super::Store;
+
+static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
+
+impl Store {
+    fn migrator(&self) -> &'static Migrator {
+        match self {
+            Self::Sqlite { .. } => &SQLITE,
+            Self::Postgres { .. } => &POSTGRES,
+        }
+    }
+
+    /// The newest schema version this binary knows.
+    pub fn latest_schema_version(&self) -> i64 {
+        self.migrator().iter().map(|m| m.version).max().unwrap_or(0)
+    }
+
+    /// Apply pending migrations. PostgreSQL: sqlx holds an advisory lock for the
+    /// run. SQLite: an exclusive lock on a file beside the database, since two
+    /// processes may share one database file.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let _guard = match self {
+            Self::Sqlite { path, .. } => {
+                let lock_path = path.with_extension("migrate.lock");
+                let file = File::options()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&lock_path)
+                    .with_context(|| format!("cannot open {}", lock_path.display()))?;
+                let file = tokio::task::spawn_blocking(move || file.lock().map(|_| file))
+                    .await
+                    .context("migration lock task failed")?
+                    .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+                Some(file)
+            }
+            Self::Postgres { .. } => None,
+        };
+        match self {
+            Self::Sqlite { pool, .. } => self.migrator().run(pool).await,
+            Self::Postgres { pool } => self.migrator().run(pool).await,
+        }
+        .context("database migration failed")?;
+        // Dropping the file releases the lock.
+        Ok(())
+    }
+
+    /// The highest applied schema version, 0 for an empty database.
+    pub async fn schema_version(&self) -> sqlx::Result<i64> {
+        let sql = "select coalesce(max(version), 0) from _sqlx_migrations where success";
+        let result: sqlx::Result<i64> =
+            super::on_pool!(self, |pool| sqlx::query_scalar(sql).fetch_one(pool).await);
+        match result {
+            Ok(v) => Ok(v),
+            // No migration table yet: nothing applied.
+            Err(sqlx::Error::Database(e)) if e.message().contains("_sqlx_migrations") => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// True when every embedded migration has been applied.
+    pub async fn migrations_applied(&self) -> sqlx::Result<bool> {
+        Ok(self.schema_version().await? >= self.latest_schema_version())
+    }
+}

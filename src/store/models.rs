@@ -1,0 +1,115 @@
+//! Rows as both backends return them: text ids, unix-millisecond instants.
+
+use serde::Serialize;
+use serde_json::json;
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct User {
+    pub id: String,
+    pub name: String,
+    pub password_hash: String,
+    pub is_admin: bool,
+    pub created_at: i64,
+}
+
+/// The signed-in user of a request, from a session cookie or an API token.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct SessionUser {
+    pub id: String,
+    pub name: String,
+    pub is_admin: bool,
+    /// Empty for API tokens, which are not exposed to cross-site forms.
+    pub csrf_token: String,
+}
+
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct ApiToken {
+    pub id: String,
+    #[serde(skip)]
+    pub user_id: String,
+    pub name: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Item {
+    pub id: String,
+    pub author_id: Option<String>,
+    pub author_name: Option<String>,
+    pub kind: String,
+    pub name: Option<String>,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    pub note: Option<String>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+impl Item {
+    pub fn is_note(&self) -> bool {
+        self.kind == "note"
+    }
+
+    /// The API representation, also the payload of `item.created` events.
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "id": self.id,
+            "kind": self.kind,
+            "author": self.author_name,
+            "name": self.name,
+            "content_type": self.content_type,
+            "size": self.size,
+            "sha256": self.sha256,
+            "text": self.note,
+            "created_at": rfc3339(self.created_at),
+            "expires_at": self.expires_at.map(rfc3339),
+            "content_url": format!("/items/{}/content", self.id),
+        })
+    }
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Share {
+    pub id: String,
+    pub item_id: String,
+    pub created_by: Option<String>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub max_downloads: Option<i64>,
+    pub downloads: i64,
+    pub password_hash: Option<String>,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Created,
+    Deleted,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "item.created",
+            Self::Deleted => "item.deleted",
+        }
+    }
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Event {
+    pub id: i64,
+    pub kind: String,
+    pub item_id: String,
+    pub payload: String,
+    pub created_at: i64,
+}

@@ -1,0 +1,61 @@
+//! Background housekeeping: expired items and their files, expired sessions, old
+//! events. With several replicas, a database lease makes sure only one sweeps.
+
+use std::time::Duration;
+
+use crate::state::AppState;
+use crate::store::now_ms;
+
+const INTERVAL: Duration = Duration::from_secs(60);
+const LEASE: &str = "sweeper";
+/// Events are kept this long for clients that reconnect with Last-Event-ID.
+const EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+pub async fn run(state: AppState) {
+    let holder = uuid::Uuid::new_v4().to_string();
+    let mut tick = tokio::time::interval(INTERVAL);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match state.store.try_lease(LEASE, &holder, INTERVAL * 2).await {
+            Ok(true) => {
+                if let Err(e) = sweep_once(&state).await {
+                    tracing::warn!(error = ?e, "sweep failed; will retry");
+                }
+            }
+            Ok(false) => tracing::debug!("another replica holds the sweeper lease"),
+            Err(e) => tracing::warn!(error = ?e, "cannot take the sweeper lease"),
+        }
+    }
+}
+
+/// One pass. Returns how many items were removed.
+pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
+    let mut removed = 0;
+    loop {
+        let ids = state.store.expired_item_ids(100).await?;
+        if ids.is_empty() {
+            break;
+        }
+        for id in ids {
+            if let Some((item, event)) = state.store.delete_item(&id).await? {
+                if let Ok(uuid) = uuid::Uuid::parse_str(&item.id) {
+                    state.blobs.remove(&uuid).await?;
+                }
+                state.events.published(event);
+                removed += 1;
+            }
+        }
+    }
+    let sessions = state.store.delete_expired_sessions().await?;
+    let events = state
+        .store
+        .prune_events(now_ms() - EVENT_RETENTION.as_millis() as i64)
+        .await?;
+    if removed > 0 || sessions > 0 || events > 0 {
+        tracing::info!(items = removed, sessions, events, "swept expired data");
+    }
+    Ok(removed)
+}
