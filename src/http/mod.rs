@@ -1,6 +1,11 @@
 //! The HTTP surface: one module per resource, merged here with the shared layers.
 
+mod assets;
+mod events;
 mod health;
+pub mod items;
+pub mod pages;
+pub mod shares;
 
 use std::time::Instant;
 
@@ -26,6 +31,11 @@ pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'se
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
+        .merge(items::router())
+        .merge(events::router())
+        .merge(pages::router())
+        .merge(shares::router())
+        .merge(assets::router())
         .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
         // Defaults for every response; handlers that need others (downloads) set their own.
         .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
