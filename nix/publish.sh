@@ -1,0 +1,111 @@
+# Push Ferry's images to a registry and join them under one multi-arch tag.
+# Wrapped by nix/publish.nix (`nix run .#publish`), which puts skopeo, jq,
+# gzip and coreutils on PATH and sets FERRY_PUBLISH_IMAGES and FERRY_PUBLISH_DEFAULT_TAG.
+#
+# FERRY_PUBLISH_IMAGES has one line per image: "ARCH OCI-ARCHITECTURE VARIANT
+# ARCHIVE" (VARIANT "-" for none; ARCHIVE a docker-archive from dockerTools).
+
+usage() {
+  cat <<USAGE
+usage: ${0##*/} [--insecure] [--also-tag TAG]... REPOSITORY [TAG]
+
+Pushes each image as REPOSITORY:TAG-ARCH, then REPOSITORY:TAG as an OCI image
+index listing them, so that \`docker pull REPOSITORY:TAG\` picks the image for
+the machine's architecture. Log in first with \`skopeo login REGISTRY\`.
+
+  REPOSITORY        e.g. ghcr.io/OWNER/ferry (or env FERRY_PUBLISH_REPOSITORY)
+  TAG               default: the crate version (or env FERRY_PUBLISH_TAG)
+  --also-tag TAG    push the multi-arch index under TAG as well (e.g. latest)
+  --insecure        plain HTTP or unverified TLS (a local test registry)
+USAGE
+}
+
+repository="${FERRY_PUBLISH_REPOSITORY:-}"
+tag="${FERRY_PUBLISH_TAG:-}"
+tls_verify=true
+also_tags=()
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -h | --help) usage; exit 0 ;;
+    --insecure) tls_verify=false ;;
+    --also-tag)
+      [ $# -ge 2 ] || { usage >&2; exit 2; }
+      also_tags+=("$2")
+      shift
+      ;;
+    --) shift; break ;;
+    -*) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
+    *) break ;;
+  esac
+  shift
+done
+if [ $# -gt 2 ]; then usage >&2; exit 2; fi
+if [ $# -ge 1 ]; then repository="$1"; fi
+if [ $# -ge 2 ]; then tag="$2"; fi
+tag="${tag:-${FERRY_PUBLISH_DEFAULT_TAG:-}}"
+repository="${repository#docker://}"
+if [ -z "$repository" ] || [ -z "$tag" ]; then
+  echo "error: name a repository (argument or FERRY_PUBLISH_REPOSITORY) and a tag" >&2
+  usage >&2
+  exit 2
+fi
+if [ -z "${FERRY_PUBLISH_IMAGES:-}" ]; then
+  echo "error: FERRY_PUBLISH_IMAGES is empty: run this through \`nix run .#publish\`" >&2
+  exit 2
+fi
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+layout="$work/oci"
+entries="$work/entries.jsonl"
+: >"$entries"
+
+# 1. Each architecture: into one local OCI layout (shared blobs), then to the
+#    registry as TAG-ARCH, so every image can also be pulled on its own.
+while read -r arch architecture variant archive; do
+  [ -n "$arch" ] || continue
+  platform="linux/$architecture"
+  if [ "$variant" != "-" ]; then platform="$platform/$variant"; fi
+  echo "==> $arch ($platform): $archive"
+  # dockerTools' buildLayeredImage gzips the archive; not every skopeo
+  # release reads a compressed docker-archive, so unpack it first.
+  if gzip -t "$archive" 2>/dev/null; then
+    gzip -dc "$archive" >"$work/$arch.tar"
+    archive="$work/$arch.tar"
+  fi
+  skopeo copy --quiet "docker-archive:$archive" "oci:$layout:$arch"
+  rm -f "$work/$arch.tar"
+  skopeo copy --quiet --preserve-digests --dest-tls-verify="$tls_verify" \
+    "oci:$layout:$arch" "docker://$repository:$tag-$arch"
+  echo "    pushed $repository:$tag-$arch"
+  jq -c --arg ref "$arch" --arg architecture "$architecture" --arg variant "$variant" '
+    .manifests[]
+    | select(.annotations["org.opencontainers.image.ref.name"] == $ref)
+    | {mediaType, digest, size,
+       platform: ({os: "linux", architecture: $architecture}
+                  + (if $variant == "-" then {} else {variant: $variant} end))}
+  ' "$layout/index.json" >>"$entries"
+done <<<"$FERRY_PUBLISH_IMAGES"
+
+# 2. The multi-arch index: written into the layout as a blob and named there,
+#    then pushed with --all, which pushes the index and every image it lists.
+jq -s '{schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: .}' \
+  "$entries" >"$work/index.json"
+digest="$(sha256sum "$work/index.json" | cut -d' ' -f1)"
+size="$(stat -c %s "$work/index.json")"
+cp "$work/index.json" "$layout/blobs/sha256/$digest"
+jq --arg digest "sha256:$digest" --argjson size "$size" '
+  .manifests += [{mediaType: "application/vnd.oci.image.index.v1+json",
+                  digest: $digest, size: $size,
+                  annotations: {"org.opencontainers.image.ref.name": "multi-arch"}}]
+' "$layout/index.json" >"$work/layout-index.json"
+mv "$work/layout-index.json" "$layout/index.json"
+
+for name in "$tag" "${also_tags[@]}"; do
+  skopeo copy --quiet --all --preserve-digests --dest-tls-verify="$tls_verify" \
+    "oci:$layout:multi-arch" "docker://$repository:$name"
+  echo "==> pushed $repository:$name (sha256:$digest):"
+  jq -r '.manifests[] | "    \(.platform.os)/\(.platform.architecture)\(if .platform.variant then "/" + .platform.variant else "" end)  \(.digest)"' \
+    "$work/index.json"
+done
