@@ -25,6 +25,7 @@ tag="${FERRY_PUBLISH_TAG:-}"
 tls_verify=true
 also_tags=()
 
+positional=()
 while [ $# -gt 0 ]; do
   case "$1" in
     -h | --help) usage; exit 0 ;;
@@ -34,15 +35,15 @@ while [ $# -gt 0 ]; do
       also_tags+=("$2")
       shift
       ;;
-    --) shift; break ;;
+    --) shift; positional+=("$@"); break ;;
     -*) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
-    *) break ;;
+    *) positional+=("$1") ;;
   esac
   shift
 done
-if [ $# -gt 2 ]; then usage >&2; exit 2; fi
-if [ $# -ge 1 ]; then repository="$1"; fi
-if [ $# -ge 2 ]; then tag="$2"; fi
+if [ ${#positional[@]} -gt 2 ]; then usage >&2; exit 2; fi
+if [ ${#positional[@]} -ge 1 ]; then repository="${positional[0]}"; fi
+if [ ${#positional[@]} -ge 2 ]; then tag="${positional[1]}"; fi
 tag="${tag:-${FERRY_PUBLISH_DEFAULT_TAG:-}}"
 repository="${repository#docker://}"
 if [ -z "$repository" ] || [ -z "$tag" ]; then
