@@ -405,7 +405,7 @@ fn parse(raw: &BTreeMap<String, String>, errors: &mut Vec<String>) -> Settings {
         );
     }
 
-    let settings = Settings {
+    Settings {
         listen: p.value(
             "listen",
             "127.0.0.1:8080",
@@ -507,8 +507,7 @@ fn parse(raw: &BTreeMap<String, String>, errors: &mut Vec<String>) -> Settings {
             },
         ),
         data_dir,
-    };
-    settings
+    }
 }
 
 struct Parser<'a> {

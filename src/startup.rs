@@ -98,7 +98,9 @@ impl Application {
             state,
         } = self;
         let addr = listener.local_addr()?;
-        announce_setup(&state, addr).await?;
+        if let Err(e) = announce_setup(&state, addr).await {
+            tracing::warn!(error = ?e, "cannot check for a first user (is the schema migrated?)");
+        }
         let token = state.shutdown.clone();
         let grace = state.settings.shutdown_grace;
 

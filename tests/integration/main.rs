@@ -1,0 +1,11 @@
+//! Ferry's integration tests: one binary, the real router and real databases.
+
+pub mod helpers;
+
+mod auth;
+mod events;
+mod health;
+mod items;
+mod process;
+mod shares;
+mod store;
