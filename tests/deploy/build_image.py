@@ -35,7 +35,7 @@ from dockerutil import CACHE_DIR, ROOT, ensure_docker, image_exists, load_contra
 
 FERRY_IMAGE = "ferry-test/ferry"
 FERRY_TAG = "local"
-BASE_IMAGE = "ferry-test/base:bookworm"
+BASE_REPO = "ferry-test/base"
 POSTGRES_IMAGE = "ferry-test/postgres:15"
 NGINX_IMAGE = "ferry-test/nginx:bookworm"
 
@@ -188,13 +188,20 @@ def _mmdebstrap_cmd():
     ]
 
 
+def _base_key():
+    return hashlib.sha256(json.dumps(_mmdebstrap_cmd()).encode()).hexdigest()[:12]
+
+
+BASE_IMAGE = f"{BASE_REPO}:bookworm-{_base_key()}"
+
+
 def build_base_image():
-    """Debian bookworm with PostgreSQL 15 and nginx, from the cache when possible."""
+    """Debian bookworm with PostgreSQL 15 and nginx, from the cache when possible.
+    The tag and the cache file carry a hash of the mmdebstrap command line."""
     if image_exists(BASE_IMAGE):
         return BASE_IMAGE
     cmd = _mmdebstrap_cmd()
-    key = hashlib.sha256(json.dumps(cmd).encode()).hexdigest()[:12]
-    cached = CACHE_DIR / f"base-bookworm-{key}.tar.zst"
+    cached = CACHE_DIR / f"base-bookworm-{_base_key()}.tar.zst"
     if cached.exists():
         with open(cached, "rb") as f:
             zstd = subprocess.Popen(["zstd", "-dc"], stdin=f, stdout=subprocess.PIPE)
