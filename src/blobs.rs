@@ -88,6 +88,13 @@ impl Blobs {
         Ok(self.free_bytes()?.saturating_sub(incoming) >= self.min_free_bytes)
     }
 
+    /// On a clean stop, remove this process's (empty) tmp directory and its lock
+    /// file; after a crash the next start sweeps them instead.
+    pub fn release_tmp(&self) {
+        let _ = std::fs::remove_dir_all(&self.tmp_dir);
+        let _ = std::fs::remove_file(self.tmp_dir.with_extension("lock"));
+    }
+
     /// Write probe for readiness: the data directory accepts a file.
     pub fn check_writable(&self) -> io::Result<()> {
         let probe = self.tmp_dir.join(".ready-probe");

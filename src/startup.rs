@@ -141,6 +141,7 @@ impl Application {
             );
         }
         sweeper.abort();
+        state.blobs.release_tmp();
         state.store.close().await;
         tracing::info!("stopped");
         Ok(())

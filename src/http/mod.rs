@@ -16,10 +16,11 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use tower::ServiceBuilder;
+use tower_http::LatencyUnit;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::state::AppState;
 
@@ -51,7 +52,7 @@ pub fn router(state: AppState) -> Router {
                     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
                     let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
                     tracing::info_span!("request", method = %req.method(), route = route.as_deref().unwrap_or("-"), path = %req.uri().path(), request_id)
-                }))
+                }).on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros)))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
         )
         .layer(cors)
