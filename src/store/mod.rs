@@ -67,6 +67,9 @@ macro_rules! record_event {
     }};
 }
 
+/// How precisely an API token's "last used" time is kept.
+const TOKEN_USE_RESOLUTION_MS: i64 = 60_000;
+
 pub fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -369,23 +372,35 @@ impl Store {
     }
 
     pub async fn api_token_user(&self, token_hash: &str) -> sqlx::Result<Option<SessionUser>> {
-        let sql = "select u.id, u.name, u.is_admin, '' as csrf_token from api_tokens t join users u on u.id = t.user_id \
-                   where t.token_hash = $1";
-        let user: Option<SessionUser> = on_pool!(self, |pool| sqlx::query_as(sql)
-            .bind(token_hash)
-            .fetch_optional(pool)
-            .await?);
-        if user.is_some() {
+        let sql = "select u.id, u.name, u.is_admin, '' as csrf_token, coalesce(t.last_used_at, 0) as last_used_at \
+                   from api_tokens t join users u on u.id = t.user_id where t.token_hash = $1";
+        let row: Option<(String, String, bool, String, i64)> =
+            on_pool!(self, |pool| sqlx::query_as(sql)
+                .bind(token_hash)
+                .fetch_optional(pool)
+                .await?);
+        let Some((id, name, is_admin, csrf_token, last_used_at)) = row else {
+            return Ok(None);
+        };
+        // Record use at most once a minute: a write per API request would
+        // serialise every script call on SQLite.
+        let now = now_ms();
+        if now - last_used_at > TOKEN_USE_RESOLUTION_MS {
             on_pool!(self, |pool| sqlx::query(
                 "update api_tokens set last_used_at = $1 where token_hash = $2"
             )
-            .bind(now_ms())
+            .bind(now)
             .bind(token_hash)
             .execute(pool)
             .await
             .map(|_| ()))?;
         }
-        Ok(user)
+        Ok(Some(SessionUser {
+            id,
+            name,
+            is_admin,
+            csrf_token,
+        }))
     }
 
     pub async fn list_api_tokens(&self, user_id: &str) -> sqlx::Result<Vec<ApiToken>> {
