@@ -17,6 +17,13 @@ PG_BIN = Path(os.environ.get("FERRY_PG_BIN", "/usr/lib/postgresql/15/bin"))
 FERRY_BIN = Path(os.environ.get("FERRY_BIN", ROOT / "target" / "release" / "ferry"))
 
 
+def direct():
+    """A requests session that ignores proxy and CA settings from the environment."""
+    s = requests.Session()
+    s.trust_env = False
+    return s
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -111,7 +118,7 @@ class Ferry:
         def ready():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ferry exited with {self.proc.returncode}:\n{self.log_text()}")
-            return requests.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2).status_code == 200
+            return direct().get(f"http://127.0.0.1:{self.port}/readyz", timeout=2).status_code == 200
 
         wait_for(ready, 60, "ferry /readyz")
         return self

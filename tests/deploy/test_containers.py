@@ -9,7 +9,6 @@ import json
 import os
 import queue
 import re
-import subprocess
 import threading
 import time
 from pathlib import Path

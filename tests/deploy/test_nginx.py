@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from dockerutil import NGINX_DIR, run
-from native import Ferry, Postgres, free_port, wait_for
+from native import Ferry, Postgres, direct, free_port, wait_for
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 MAX_UPLOAD = 64 * 1024 * 1024
@@ -87,7 +87,9 @@ def stack():
     pg = ferry = nginx = None
     try:
         pg = Postgres(base).start()
+        metrics_port = free_port()
         ferry = Ferry(base, pg.url,
+                      FERRY_METRICS_LISTEN=f"127.0.0.1:{metrics_port}",
                       FERRY_ACCEL_REDIRECT="/_protected/",
                       FERRY_TRUSTED_PROXIES="127.0.0.1/32",
                       FERRY_MAX_UPLOAD_BYTES=str(MAX_UPLOAD)).start()
@@ -106,10 +108,11 @@ def stack():
         assert test.returncode == 0, f"nginx -t failed:\n{test.stderr}"
         nginx = subprocess.Popen([NGINX, "-p", str(base), "-c", str(main), "-g", "daemon off;"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for(lambda: requests.get(f"http://127.0.0.1:{http_port}/", allow_redirects=False,
+        wait_for(lambda: direct().get(f"http://127.0.0.1:{http_port}/", allow_redirects=False,
                                       timeout=2).status_code == 301, 20, "nginx")
         yield {
             "base": base, "ferry": ferry, "token": token, "cert": str(cert),
+            "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
             "http": f"http://127.0.0.1:{http_port}", "https": f"https://127.0.0.1:{https_port}",
         }
     finally:
@@ -167,6 +170,18 @@ def test_tls_is_modern(stack):
 def test_metrics_not_proxied(stack):
     r = api(stack, auth=False).get(stack["https"] + "/metrics", timeout=5)
     assert r.status_code == 404
+
+
+def test_grafana_dashboard_uses_metrics_ferry_exports(stack):
+    """compose/monitoring's dashboard must not drift from Ferry's metric names."""
+    api(stack).post(stack["https"] + "/api/items", json={"text": "for the metrics"}, timeout=10)
+    exported = set(re.findall(r"^# TYPE (\w+) (\w+)", api(stack, auth=False).get(stack["metrics"], timeout=5).text, re.M))
+    names = {name for name, _ in exported}
+    names |= {f"{name}_bucket" for name, kind in exported if kind == "histogram"}
+    dashboard = json.loads((NGINX_DIR.parent / "compose" / "monitoring" / "grafana" / "dashboards" / "ferry.json").read_text())
+    used = {m for panel in dashboard["panels"] for t in panel["targets"]
+            for m in re.findall(r"\b(ferry_\w+)", t["expr"])}
+    assert used and used <= names, f"not exported by Ferry: {used - names}"
 
 
 class SlowBody:
