@@ -40,6 +40,8 @@ pub fn router(state: AppState) -> Router {
         .merge(shares::router())
         .merge(assets::router())
         .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
+        // Inside the header defaults, so preflight answers carry them too.
+        .layer(cors)
         // Defaults for every response; handlers that need others (downloads) set their own.
         .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
@@ -55,7 +57,6 @@ pub fn router(state: AppState) -> Router {
                 }).on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros)))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
         )
-        .layer(cors)
         .with_state(state)
 }
 

@@ -7,5 +7,6 @@ mod events;
 mod health;
 mod items;
 mod process;
+mod security;
 mod shares;
 mod store;
