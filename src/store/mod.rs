@@ -483,7 +483,9 @@ impl Store {
     /// Delete an item and record `item.deleted`. Returns the deleted item so the
     /// caller can remove its blob once the row is gone.
     pub async fn delete_item(&self, id: &str) -> sqlx::Result<Option<(Item, Event)>> {
-        let sql = "select i.*, cast(null as text) as author_name from items i where i.id = $1";
+        // Write first: a SQLite transaction that reads and then writes fails at once
+        // (SQLITE_BUSY_SNAPSHOT) when another connection committed in between.
+        let sql = "delete from items where id = $1 returning *, cast(null as text) as author_name";
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             let item: Option<Item> = sqlx::query_as(sql)
@@ -493,10 +495,6 @@ impl Store {
             let Some(item) = item else {
                 return Ok(None);
             };
-            sqlx::query("delete from items where id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
             let payload = serde_json::json!({ "id": id }).to_string();
             let event = record_event!(self, tx, EventKind::Deleted, id, &payload);
             tx.commit().await?;
