@@ -1,6 +1,7 @@
 //! Embedded migrations, one set per backend, applied under a lock so that two
 //! processes starting together do not race.
 
+use std::borrow::Cow;
 use std::fs::File;
 
 use anyhow::Context;
@@ -19,6 +20,11 @@ impl Store {
         }
     }
 
+    /// Whether this binary has a migration with exactly this version.
+    pub fn knows_schema_version(&self, version: i64) -> bool {
+        version == 0 || self.migrator().version_exists(version)
+    }
+
     /// The newest schema version this binary knows.
     pub fn latest_schema_version(&self) -> i64 {
         self.migrator().iter().map(|m| m.version).max().unwrap_or(0)
@@ -28,6 +34,30 @@ impl Store {
     /// run. SQLite: an exclusive lock on a file beside the database, since two
     /// processes may share one database file.
     pub async fn migrate(&self) -> anyhow::Result<()> {
+        self.migrate_until(None).await
+    }
+
+    /// Apply pending migrations up to and including version `last` (all of them for
+    /// `None`). Restore uses it to bring an empty database to an archive's schema
+    /// before loading rows, then migrates the rest of the way.
+    pub async fn migrate_until(&self, last: Option<i64>) -> anyhow::Result<()> {
+        let subset;
+        let migrator = match last {
+            None => self.migrator(),
+            Some(last) => {
+                subset = Migrator {
+                    migrations: Cow::Owned(
+                        self.migrator()
+                            .iter()
+                            .filter(|m| m.version <= last)
+                            .cloned()
+                            .collect(),
+                    ),
+                    ..Migrator::DEFAULT
+                };
+                &subset
+            }
+        };
         let _guard = match self {
             Self::Sqlite { path, .. } => {
                 let lock_path = path.with_extension("migrate.lock");
@@ -46,8 +76,8 @@ impl Store {
             Self::Postgres { .. } => None,
         };
         match self {
-            Self::Sqlite { pool, .. } => self.migrator().run(pool).await,
-            Self::Postgres { pool } => self.migrator().run(pool).await,
+            Self::Sqlite { pool, .. } => migrator.run(pool).await,
+            Self::Postgres { pool } => migrator.run(pool).await,
         }
         .context("database migration failed")?;
         // Dropping the file releases the lock.

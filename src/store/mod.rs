@@ -4,6 +4,7 @@
 //! same text on whichever pool is configured, so only the few real differences
 //! (migrations, locking, notifications) are spelled out per backend.
 
+pub mod dump;
 mod migrate;
 mod models;
 
