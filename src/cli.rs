@@ -38,6 +38,26 @@ enum Command {
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Write a consistent backup (database and files) to one archive; the server may keep running.
+    Backup {
+        /// The archive to write (replaced only once complete), or - for stdout.
+        #[arg(long, short)]
+        output: std::path::PathBuf,
+    },
+    /// Restore a backup archive into an empty database and data directory.
+    Restore {
+        /// The archive to read, or - for stdin.
+        archive: std::path::PathBuf,
+    },
+    /// Copy every row into another, empty database (e.g. SQLite to PostgreSQL) and verify it.
+    MigrateDb {
+        /// The database to copy from, e.g. sqlite:///data/ferry.db.
+        #[arg(long)]
+        from: String,
+        /// The database to copy into; the configured FERRY_DATABASE_URL if omitted.
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -143,6 +163,24 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::User(cmd) => user(cmd, &open_store(&settings).await?).await,
         Command::Token(cmd) => token(cmd, &open_store(&settings).await?).await,
+        Command::Backup { output } => {
+            let progress = crate::backup::Progress::stderr();
+            crate::backup::backup(&settings, &output, &progress)
+                .await
+                .map(|_| ())
+        }
+        Command::Restore { archive } => {
+            let progress = crate::backup::Progress::stderr();
+            crate::backup::restore(&settings, &archive, &progress)
+                .await
+                .map(|_| ())
+        }
+        Command::MigrateDb { from, to } => {
+            let progress = crate::backup::Progress::stderr();
+            crate::migrate_db::migrate_db(&settings, &from, to.as_deref(), &progress)
+                .await
+                .map(|_| ())
+        }
         Command::Healthcheck | Command::Config(_) => Ok(()),
     }
 }
