@@ -1152,6 +1152,88 @@ mod tests {
         assert_eq!(percent(50, 200), 25);
     }
 
+    /// The race a live backup can meet: an item of the snapshot deleted (row and
+    /// blob) before its blob is copied is left out; a blob missing while its item
+    /// still exists is damage and fails the backup.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blobs_of_deleted_items_are_skipped_and_missing_ones_fail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = Settings::for_data_dir(dir.path().join("data"));
+        std::fs::create_dir_all(settings.data_dir.join("blobs")).expect("dirs");
+        let store = Store::connect(&settings).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let kept = crate::store::Item {
+            id: uuid::Uuid::now_v7().to_string(),
+            author_id: None,
+            author_name: None,
+            kind: "file".into(),
+            name: Some("a.bin".into()),
+            content_type: "application/octet-stream".into(),
+            size: 3,
+            sha256: crate::blobs::sha256_hex(b"abc"),
+            note: None,
+            created_at: now_ms(),
+            expires_at: None,
+        };
+        store.insert_item(&kept).await.expect("insert");
+        let header = Header {
+            format: FORMAT,
+            ferry_version: crate::VERSION.into(),
+            schema_version: 1,
+            backend: "sqlite".into(),
+            created_at: String::new(),
+        };
+        let mut manifest = Manifest {
+            format: FORMAT,
+            ferry_version: crate::VERSION.into(),
+            ferry_revision: String::new(),
+            schema_version: 1,
+            backend: "sqlite".into(),
+            created_at: String::new(),
+            counts: BTreeMap::new(),
+            tables: BTreeMap::new(),
+            sequences: BTreeMap::new(),
+            blobs: BTreeMap::new(),
+            skipped_items: Vec::new(),
+        };
+        let job = |id: &str| ArchiveJob {
+            header: header.clone(),
+            tables: Vec::new(),
+            files: vec![FileItem {
+                id: uuid::Uuid::parse_str(id).expect("uuid"),
+                size: 3,
+                sha256: kept.sha256.clone(),
+            }],
+            blobs_dir: settings.data_dir.join("blobs"),
+            store: store.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let gone = uuid::Uuid::now_v7().to_string();
+        tokio::task::block_in_place(|| {
+            write_archive(job(&gone), &mut manifest, Vec::new(), &Progress::quiet())
+        })
+        .expect("a deleted item is skipped");
+        assert_eq!(manifest.skipped_items, vec![gone]);
+        assert!(manifest.blobs.is_empty());
+
+        let err = tokio::task::block_in_place(|| {
+            write_archive(job(&kept.id), &mut manifest, Vec::new(), &Progress::quiet())
+        })
+        .expect_err("a missing blob of a live item fails");
+        assert!(
+            err.to_string().contains("although the item exists"),
+            "{err}"
+        );
+
+        std::fs::write(settings.data_dir.join("blobs").join(&kept.id), b"abd").expect("blob");
+        let err = tokio::task::block_in_place(|| {
+            write_archive(job(&kept.id), &mut manifest, Vec::new(), &Progress::quiet())
+        })
+        .expect_err("a damaged blob fails");
+        assert!(err.to_string().contains("SHA-256"), "{err}");
+        store.close().await;
+    }
+
     #[test]
     fn newer_schemas_and_formats_are_refused() {
         let h = Header {

@@ -6,6 +6,7 @@ mod auth;
 mod events;
 mod health;
 mod items;
+mod operations;
 mod process;
 mod security;
 mod shares;
