@@ -3,6 +3,7 @@
 pub mod helpers;
 
 mod auth;
+mod config_docs;
 mod events;
 mod health;
 mod items;
