@@ -2,7 +2,9 @@
 
 pub mod helpers;
 
+mod api_docs;
 mod auth;
+mod browser;
 mod config_docs;
 mod events;
 mod health;

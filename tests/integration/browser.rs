@@ -1,0 +1,616 @@
+//! The feed in a real browser: Debian's Chromium, driven through chromedriver's
+//! WebDriver HTTP protocol. Two browsers sign in through the login form; what one
+//! uploads or posts appears live in the other, which never reloads.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::both_backends;
+use crate::helpers::{Backend, TestApp, free_port};
+
+const INSTALL: &str = "apt-get install -y chromium chromium-driver";
+/// How long a live update may take to show in the other browser.
+const LIVE: Duration = Duration::from_secs(10);
+/// The W3C WebDriver key of an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+const PASSWORD: &str = "browser-password";
+
+both_backends!(uploads_and_notes_appear_live_in_another_browser);
+
+/// One browser test at a time: each runs two Chromiums.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn uploads_and_notes_appear_live_in_another_browser(backend: Backend) {
+    let Some((chromium, chromedriver)) = skip_browser() else {
+        return;
+    };
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let app = TestApp::spawn(backend).await;
+    app.add_user("ada", PASSWORD, false).await;
+    let driver = Driver::start(&chromedriver).await;
+    let desktop = driver.session(&chromium, (1280, 900)).await;
+    let phone = driver.session(&chromium, (390, 844)).await;
+
+    for browser in [&desktop, &phone] {
+        browser.goto(&app.url("/login")).await;
+        browser.type_into("input[name=name]", "ada").await;
+        browser.type_into("input[name=password]", PASSWORD).await;
+        browser
+            .click("form[action='/login'] button[type=submit]")
+            .await;
+        browser
+            .wait_until(
+                "the feed after signing in",
+                "return !!document.getElementById('feed');",
+            )
+            .await;
+    }
+    // The phone's page must stay the same document from here on: a reload would
+    // lose this mark.
+    phone
+        .exec("window.ferryMark = 'no reload';", json!([]))
+        .await;
+    // Both pages hold their live-update stream before anything is posted.
+    wait_for_streams(&app, 2).await;
+
+    // Upload two files through the page: the hidden file input, then the XHR with
+    // its progress bar.
+    let files = TempDir::new().expect("temp dir");
+    let text_file = files.path().join("packing-list.txt");
+    std::fs::write(&text_file, "tent\nstove\nmap\n".repeat(2000)).expect("write file");
+    let image_file = files.path().join("first-look.png");
+    std::fs::write(&image_file, desktop.screenshot_png().await).expect("write image");
+    let input = desktop.find("#file-input").await;
+    desktop
+        .send_keys(
+            &input,
+            &format!("{}\n{}", text_file.display(), image_file.display()),
+        )
+        .await;
+    desktop
+        .wait_until(
+            "the upload row with a full progress bar and a check mark",
+            "return Array.from(document.querySelectorAll('#uploads li')).some(li => \
+             li.textContent.includes('packing-list.txt ✓') && li.querySelector('progress').value === 100);",
+        )
+        .await;
+    for name in ["packing-list.txt", "first-look.png"] {
+        phone
+            .wait_for_feed_item(name, &format!("the uploaded {name} in the other browser"))
+            .await;
+    }
+    phone
+        .wait_until(
+            "the live image preview to load",
+            "const img = document.querySelector('#feed img.preview'); \
+             return !!img && img.complete && img.naturalWidth > 0;",
+        )
+        .await;
+
+    // A note through the form; markup in it must stay text.
+    let note = "Bring the <b>ladder</b> & the café key";
+    desktop.exec("window.ferryPosting = true;", json!([])).await;
+    desktop.type_into("#note-text", note).await;
+    desktop.click(".note-form button[type=submit]").await;
+    desktop
+        .wait_until(
+            "the feed to load again after posting",
+            "return window.ferryPosting === undefined && document.readyState === 'complete' \
+             && !!document.getElementById('feed');",
+        )
+        .await;
+    phone
+        .wait_for_feed_item(note, "the posted note in the other browser")
+        .await;
+    let shown = phone
+        .exec(
+            "const pre = document.querySelector('#feed li pre.note'); \
+             return [pre.textContent, document.querySelectorAll('#feed b').length];",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        shown,
+        json!([note, 0]),
+        "the note must be shown as plain text"
+    );
+    // The form post brought the desktop back to the feed, now rendered by the server.
+    desktop
+        .wait_for_feed_item(note, "the note on the poster's own feed")
+        .await;
+
+    // Delete the note on the desktop (confirming the dialog): it leaves the phone.
+    desktop
+        .click("#feed li:first-child form.delete button[type=submit]")
+        .await;
+    desktop.accept_alert().await;
+    phone
+        .wait_until(
+            "the deleted note to leave the other browser",
+            "return !document.querySelector('#feed pre.note');",
+        )
+        .await;
+
+    // One more note, to be seen in the pictures below.
+    let note = "Ferry leaves at 6 from the north pier.\nBring coffee.";
+    desktop.type_into("#note-text", note).await;
+    desktop.click(".note-form button[type=submit]").await;
+    phone
+        .wait_for_feed_item("Bring coffee.", "the second note in the other browser")
+        .await;
+
+    let mark = phone.exec("return window.ferryMark;", json!([])).await;
+    assert_eq!(mark, "no reload", "the phone's page was reloaded");
+    for browser in [&desktop, &phone] {
+        let errors = browser.console_errors().await;
+        assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
+    }
+
+    // Pictures of the result, for a person to look at.
+    desktop.goto(&app.url("/")).await;
+    desktop
+        .wait_for_feed_item("first-look.png", "the feed")
+        .await;
+    let target = target_dir();
+    desktop
+        .save_screenshot(&target.join("browser-feed.png"))
+        .await;
+    phone
+        .save_screenshot(&target.join("browser-feed-phone.png"))
+        .await;
+    drop((desktop, phone));
+    driver.quit().await;
+    drop(driver);
+    app.stop().await;
+}
+
+/// Chromium and chromedriver, or None (with a message) in the Nix sandbox, where
+/// there is no browser. Anywhere else a missing browser fails the test.
+fn skip_browser() -> Option<(PathBuf, PathBuf)> {
+    match (on_path("chromium"), on_path("chromedriver")) {
+        (Some(chromium), Some(driver)) => Some((chromium, driver)),
+        _ if std::env::var("FERRY_TEST_SQLITE_ONLY").is_ok_and(|v| v == "1") => {
+            eprintln!("FERRY_TEST_SQLITE_ONLY=1 and no Chromium: skipping the browser test");
+            None
+        }
+        _ => panic!(
+            "the browser test needs Chromium and chromedriver on PATH: run `{INSTALL}` as root"
+        ),
+    }
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Where the screenshots go: the target directory, beside the test binaries.
+fn target_dir() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_ferry"));
+    bin.ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+async fn wait_for_streams(app: &TestApp, count: i64) {
+    let deadline = Instant::now() + LIVE;
+    while app.state.metrics.sse_streams.load(Ordering::Relaxed) < count {
+        assert!(
+            Instant::now() < deadline,
+            "the pages did not open their live-update streams"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---- chromedriver ------------------------------------------------------------
+
+/// A chromedriver process in its own process group, and the browser sessions it
+/// runs. Dropping it closes the sessions (which ends their Chromiums) and kills
+/// the whole group, also when the test fails.
+struct Driver {
+    child: Child,
+    port: u16,
+    http: reqwest::Client,
+    sessions: Mutex<Vec<String>>,
+    dir: TempDir,
+}
+
+impl Driver {
+    async fn start(chromedriver: &Path) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("ferry-browser-")
+            .tempdir()
+            .expect("temp dir");
+        let port = free_port();
+        let mut cmd = Command::new(chromedriver);
+        cmd.arg(format!("--port={port}"))
+            .arg(format!(
+                "--log-path={}",
+                dir.path().join("chromedriver.log").display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        // If the test process dies without unwinding, chromedriver goes too.
+        unsafe {
+            cmd.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::KILL,
+                ))
+                .map_err(std::io::Error::from)
+            });
+        }
+        let child = cmd.spawn().expect("start chromedriver");
+        let driver = Self {
+            child,
+            port,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+            sessions: Mutex::new(Vec::new()),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = driver
+                .http
+                .get(format!("http://127.0.0.1:{port}/status"))
+                .send()
+                .await;
+            if let Ok(res) = status {
+                let body: Value = res.json().await.unwrap_or_default();
+                if body["value"]["ready"] == true {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not start; its log:\n{}",
+                driver.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        driver
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("chromedriver.log")).unwrap_or_default()
+    }
+
+    /// A new browser with its own fresh profile and the given window size.
+    async fn session(&self, chromium: &Path, (width, height): (u32, u32)) -> Session<'_> {
+        let n = self.sessions.lock().expect("sessions").len();
+        let profile = self.dir.path().join(format!("profile-{n}"));
+        let args = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .chain([
+            format!("--user-data-dir={}", profile.display()),
+            format!("--window-size={width},{height}"),
+        ])
+        .collect::<Vec<_>>();
+        let caps = json!({
+            "capabilities": { "alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": { "binary": chromium, "args": args },
+                "goog:loggingPrefs": { "browser": "ALL" },
+            }}
+        });
+        let res = self
+            .http
+            .post(format!("http://127.0.0.1:{}/session", self.port))
+            .json(&caps)
+            .send()
+            .await
+            .expect("new session");
+        let body: Value = res.json().await.expect("session json");
+        let Some(id) = body["value"]["sessionId"].as_str() else {
+            panic!(
+                "chromedriver could not start Chromium: {}\nits log:\n{}",
+                body["value"],
+                self.log()
+            );
+        };
+        self.sessions.lock().expect("sessions").push(id.to_string());
+        let session = Session {
+            http: &self.http,
+            base: format!("http://127.0.0.1:{}/session/{id}", self.port),
+        };
+        session
+            .cmd(
+                Method::POST,
+                "/window/rect",
+                json!({ "width": width, "height": height }),
+            )
+            .await;
+        session
+    }
+
+    /// DELETE /session/{id} with a plain blocking request: Drop cannot await.
+    fn close_session(&self, id: &str) {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = write!(
+            stream,
+            "DELETE /session/{id} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        );
+        // chromedriver keeps the connection open: read one whole answer.
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !http_answer_complete(&answer) {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Close every browser, waiting for each to go.
+    async fn quit(&self) {
+        let sessions = std::mem::take(&mut *self.sessions.lock().expect("sessions"));
+        for id in sessions {
+            let res = self
+                .http
+                .delete(format!("http://127.0.0.1:{}/session/{id}", self.port))
+                .send()
+                .await
+                .expect("close session");
+            assert!(res.status().is_success(), "closing a session failed");
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let sessions =
+            std::mem::take(&mut *self.sessions.lock().unwrap_or_else(|e| e.into_inner()));
+        for id in sessions {
+            self.close_session(&id);
+        }
+        // chromedriver and anything left of its browsers share its process group.
+        if let Some(pgid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether `answer` holds a whole HTTP response with a Content-Length body.
+fn http_answer_complete(answer: &[u8]) -> bool {
+    let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    answer.len() >= end + 4 + length
+}
+
+/// One browser window.
+struct Session<'a> {
+    http: &'a reqwest::Client,
+    base: String,
+}
+
+impl Session<'_> {
+    /// Send a WebDriver command and return its `value`; a WebDriver error fails.
+    async fn cmd(&self, method: Method, path: &str, body: Value) -> Value {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
+        if method != Method::GET {
+            req = req.json(&body);
+        }
+        let res = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
+        let status = res.status();
+        let body: Value = res.json().await.expect("WebDriver answers JSON");
+        assert!(
+            status.is_success(),
+            "WebDriver {method} {path} failed with {status}: {}",
+            body["value"]
+        );
+        body["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.cmd(Method::POST, "/url", json!({ "url": url })).await;
+    }
+
+    async fn exec(&self, script: &str, args: Value) -> Value {
+        self.cmd(
+            Method::POST,
+            "/execute/sync",
+            json!({ "script": script, "args": args }),
+        )
+        .await
+    }
+
+    /// Poll a script until it returns a truthy value, for at most `LIVE`.
+    async fn wait_until(&self, what: &str, script: &str) {
+        let deadline = Instant::now() + LIVE;
+        loop {
+            let value = self.exec(script, json!([])).await;
+            if !matches!(value, Value::Null | Value::Bool(false)) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let feed = self
+                    .exec(
+                        "const f = document.getElementById('feed'); \
+                         return location.href + '\\n' + (f ? f.innerText : document.body.innerText);",
+                        json!([]),
+                    )
+                    .await;
+                panic!(
+                    "timed out after {LIVE:?} waiting for {what}; the page shows:\n{}",
+                    feed.as_str().unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Wait for an element `#feed li` whose text contains `text`.
+    async fn wait_for_feed_item(&self, text: &str, what: &str) {
+        let script = format!(
+            "return Array.from(document.querySelectorAll('#feed li')).some(li => li.textContent.includes({}));",
+            json!(text)
+        );
+        self.wait_until(what, &script).await;
+    }
+
+    /// The element matching a CSS selector, waiting for it to exist.
+    async fn find(&self, css: &str) -> String {
+        let script = format!("return !!document.querySelector({});", json!(css));
+        self.wait_until(&format!("an element {css}"), &script).await;
+        let found = self
+            .cmd(
+                Method::POST,
+                "/element",
+                json!({ "using": "css selector", "value": css }),
+            )
+            .await;
+        found[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element reference for {css}: {found}"))
+            .to_string()
+    }
+
+    async fn send_keys(&self, element: &str, text: &str) {
+        self.cmd(
+            Method::POST,
+            &format!("/element/{element}/value"),
+            json!({ "text": text }),
+        )
+        .await;
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        self.send_keys(&element, text).await;
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        self.cmd(
+            Method::POST,
+            &format!("/element/{element}/click"),
+            json!({}),
+        )
+        .await;
+    }
+
+    async fn accept_alert(&self) {
+        let deadline = Instant::now() + LIVE;
+        let url = format!("{}/alert/accept", self.base);
+        loop {
+            let res = self
+                .http
+                .post(&url)
+                .json(&json!({}))
+                .send()
+                .await
+                .expect("accept alert");
+            if res.status().is_success() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no confirmation dialog appeared");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Messages of level SEVERE in the browser console (script errors, CSP
+    /// violations, failed requests).
+    async fn console_errors(&self) -> Vec<String> {
+        let log = self
+            .cmd(Method::POST, "/se/log", json!({ "type": "browser" }))
+            .await;
+        log.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry["level"] == "SEVERE")
+            .map(|entry| entry["message"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    async fn screenshot_png(&self) -> Vec<u8> {
+        let encoded = self.cmd(Method::GET, "/screenshot", Value::Null).await;
+        base64_decode(encoded.as_str().expect("base64 screenshot"))
+    }
+
+    async fn save_screenshot(&self, path: &Path) {
+        let png = self.screenshot_png().await;
+        std::fs::write(path, png).expect("write screenshot");
+        eprintln!("screenshot: {}", path.display());
+    }
+}
+
+/// Standard base64 (the WebDriver screenshot encoding), without a crate for it.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {:?}", c as char),
+        }
+    };
+    let clean: Vec<u8> = text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+        .collect();
+    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+    for chunk in clean.chunks(4) {
+        let mut acc = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            acc |= value(*c) << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    out
+}
+
+#[test]
+fn base64_decodes() {
+    assert_eq!(base64_decode("RmVycnk="), b"Ferry");
+    assert_eq!(base64_decode("RmVycnkh"), b"Ferry!");
+    assert_eq!(base64_decode("RmVy\ncnkhIQ=="), b"Ferry!!");
+}
