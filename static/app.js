@@ -5,6 +5,9 @@
   document.documentElement.classList.add("js");
   var csrfMeta = document.querySelector('meta[name="csrf-token"]');
   var csrf = csrfMeta ? csrfMeta.content : "";
+  var userMeta = document.querySelector('meta[name="ferry-user"]');
+  var me = userMeta ? userMeta.content : null;
+  var admin = userMeta ? userMeta.getAttribute("data-admin") === "true" : false;
 
   function localTime(el) {
     var d = new Date(el.getAttribute("datetime"));
@@ -32,6 +35,13 @@
     var t = el("time", { datetime: item.created_at }, item.created_at);
     localTime(t);
     meta.appendChild(t);
+    if (item.expires_at) {
+      var exp = el("span", { "class": "expires", title: "expires" }, "⏳ ");
+      var et = el("time", { datetime: item.expires_at }, item.expires_at);
+      localTime(et);
+      exp.appendChild(et);
+      meta.appendChild(exp);
+    }
     li.appendChild(meta);
     if (item.kind === "note") {
       li.appendChild(el("pre", { "class": "note" }, item.text || ""));
@@ -48,13 +58,22 @@
     var actions = el("div", { "class": "actions" });
     if (item.kind === "note") actions.appendChild(el("button", { type: "button", "class": "link copy", "data-copy": item.id }, "Copy"));
     actions.appendChild(el("a", { href: "/items/" + item.id }, "Share…"));
+    if (admin || (me !== null && item.author === me)) {
+      var del = el("form", { method: "post", action: "/items/" + item.id + "/delete", "class": "inline delete" });
+      del.appendChild(el("input", { type: "hidden", name: "csrf", value: csrf }));
+      del.appendChild(el("button", { type: "submit", "class": "link danger" }, "Delete"));
+      actions.appendChild(del);
+    }
     li.appendChild(actions);
     return li;
   }
 
   function live(feed) {
     if (!window.EventSource) return;
-    var source = new EventSource("/events");
+    // Resume after the last event the page was rendered with; on reconnects the
+    // browser sends Last-Event-ID itself, which takes precedence.
+    var after = feed.getAttribute("data-after");
+    var source = new EventSource(after ? "/events?after=" + encodeURIComponent(after) : "/events");
     source.addEventListener("item.created", function (e) {
       var item = JSON.parse(e.data);
       if (document.getElementById("item-" + item.id)) return;

@@ -20,6 +20,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use crate::auth::CurrentUser;
 use crate::error::Result;
 use crate::events::LiveEvent;
+use crate::http::extract::ApiQuery;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::store::Event;
@@ -28,6 +29,11 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// At most this many missed events are replayed in one go.
 const REPLAY_BATCH: i64 = 500;
 
+#[derive(serde::Deserialize)]
+struct EventsQuery {
+    after: Option<i64>,
+}
+
 pub fn router() -> Router<AppState> {
     Router::new().route("/events", get(events))
 }
@@ -35,17 +41,20 @@ pub fn router() -> Router<AppState> {
 async fn events(
     State(state): State<AppState>,
     _user: CurrentUser,
+    ApiQuery(query): ApiQuery<EventsQuery>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
     // Subscribe before reading the backlog so nothing falls between the two.
     let rx = state.events.subscribe();
-    let last_id = match headers
+    // A reconnecting browser sends Last-Event-ID; a page opening its first stream
+    // passes ?after= with the last event it rendered, so nothing falls between
+    // the page load and the connection. Otherwise the stream starts from now.
+    let header_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<i64>().ok())
-    {
+        .and_then(|v| v.trim().parse::<i64>().ok());
+    let last_id = match header_id.or(query.after) {
         Some(id) => id,
-        // A fresh client starts from now.
         None => state.store.latest_event_id().await?,
     };
     let guard = StreamGuard::new(state.metrics.clone());

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -21,6 +21,7 @@ use crate::domain::{
     parse_item_id,
 };
 use crate::error::{AppError, Result};
+use crate::http::extract::ApiQuery;
 use crate::state::AppState;
 use crate::store::{Item, now_ms};
 
@@ -52,7 +53,7 @@ struct ListQuery {
 async fn list(
     State(state): State<AppState>,
     _user: CurrentUser,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<serde_json::Value>> {
     let limit = q.limit.unwrap_or(PAGE_SIZE);
     if !(1..=MAX_PAGE_SIZE).contains(&limit) {
@@ -145,7 +146,7 @@ struct NoteBody {
 async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
-    Query(q): Query<UploadQuery>,
+    ApiQuery(q): ApiQuery<UploadQuery>,
     req: Request,
 ) -> Result<Response> {
     let content_type = req
@@ -174,7 +175,8 @@ async fn create(
         let multipart = Multipart::from_request(req, &state)
             .await
             .map_err(|e| AppError::BadRequest(e.body_text()))?;
-        let items = receive_multipart(&state, &user, multipart, None).await?;
+        let expiry = parse_expiry(&state, q.expires.as_deref())?;
+        let items = receive_multipart(&state, &user, multipart, expiry, None).await?;
         return Ok(created(&items));
     }
     let expiry = parse_expiry(&state, q.expires.as_deref())?;
@@ -195,7 +197,7 @@ async fn create(
 async fn upload_raw_route(
     State(state): State<AppState>,
     user: CurrentUser,
-    Query(q): Query<UploadQuery>,
+    ApiQuery(q): ApiQuery<UploadQuery>,
     req: Request,
 ) -> Result<Response> {
     let expiry = parse_expiry(&state, q.expires.as_deref())?;
@@ -301,19 +303,22 @@ pub async fn receive_raw(
     let stream = body
         .into_data_stream()
         .map_err(|e| UploadError::Body(e.to_string()));
-    store_stream(state, user, name, stream, expiry).await
+    let file = receive_file(state, name, stream).await?;
+    record_file(state, user, file, expiry).await
 }
 
-/// Receive every `file` field of a multipart form. `form_csrf` is set for the
-/// page's form post: then the `csrf` field must come before any file.
+/// Receive every `file` field of a multipart form. Files are recorded only once
+/// the whole form is read, so an `expires` field applies wherever it stands.
+/// `form_csrf` is set for the page's form post: then the `csrf` field must come
+/// before any file.
 pub async fn receive_multipart(
     state: &AppState,
     user: &CurrentUser,
     mut multipart: Multipart,
+    mut expiry: Expiry,
     mut form_csrf: Option<&mut Option<String>>,
 ) -> Result<Vec<Item>> {
-    let mut expiry = state.settings.default_expiry;
-    let mut items = Vec::new();
+    let mut files = Vec::new();
     let mut note = None;
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
         match field.name().unwrap_or("") {
@@ -348,16 +353,21 @@ pub async fn receive_multipart(
                     },
                     _ => UploadError::Body(e.body_text()),
                 });
-                items.push(store_stream(state, user, &name, stream, expiry).await?);
+                files.push(receive_file(state, &name, stream).await?);
             }
             _ => {}
         }
     }
-    if let Some(text) = note.filter(|t| !t.trim().is_empty()) {
-        items.push(create_note(state, user, &text, expiry).await?);
-    }
-    if items.is_empty() {
+    let note = note.filter(|t| !t.trim().is_empty());
+    if files.is_empty() && note.is_none() {
         return Err(AppError::BadRequest("the form contained no file".into()));
+    }
+    let mut items = Vec::with_capacity(files.len() + 1);
+    for file in files {
+        items.push(record_file(state, user, file, expiry).await?);
+    }
+    if let Some(text) = note {
+        items.push(create_note(state, user, &text, expiry).await?);
     }
     Ok(items)
 }
@@ -366,21 +376,36 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> AppError {
     AppError::BadRequest(format!("malformed upload: {}", e.body_text()))
 }
 
-/// Stream a body to a temp file, then commit it as an item. On any error the temp
-/// file is removed and nothing is recorded.
-async fn store_stream<S, B>(
-    state: &AppState,
-    user: &CurrentUser,
+/// A file moved into blobs/ but not yet recorded. Dropped unrecorded (an error
+/// later in the same request), its blob is removed.
+struct ReceivedFile<'a> {
+    blobs: &'a crate::blobs::Blobs,
+    id: Option<uuid::Uuid>,
+    name: DisplayName,
+    size: u64,
+    sha256: String,
+}
+
+impl Drop for ReceivedFile<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let _ = std::fs::remove_file(self.blobs.path(&id));
+        }
+    }
+}
+
+/// Stream a body to a temp file and move it into blobs/. On any error the temp
+/// file is removed.
+async fn receive_file<'a, S, B>(
+    state: &'a AppState,
     raw_name: &str,
     mut stream: S,
-    expiry: Expiry,
-) -> Result<Item>
+) -> Result<ReceivedFile<'a>>
 where
     S: futures_util::Stream<Item = std::result::Result<B, UploadError>> + Unpin,
     B: AsRef<[u8]>,
 {
     precheck(state, &HeaderMap::new())?;
-    let name = DisplayName::clean(raw_name);
     let mut upload = state
         .blobs
         .start_upload(state.settings.max_upload_bytes)
@@ -398,36 +423,47 @@ where
         .upload_bytes
         .fetch_add(upload.size(), std::sync::atomic::Ordering::Relaxed);
     outcome.map_err(upload_error)?;
-    if state.shutdown.is_cancelled() && upload.size() == 0 {
-        return Err(AppError::Unavailable);
-    }
     let id = uuid::Uuid::now_v7();
     let stored = upload.commit(&id).await.map_err(upload_error)?;
+    Ok(ReceivedFile {
+        blobs: &state.blobs,
+        id: Some(id),
+        name: DisplayName::clean(raw_name),
+        size: stored.size,
+        sha256: stored.sha256,
+    })
+}
+
+/// Record a received file as an item and announce it.
+async fn record_file(
+    state: &AppState,
+    user: &CurrentUser,
+    mut file: ReceivedFile<'_>,
+    expiry: Expiry,
+) -> Result<Item> {
+    let Some(id) = file.id else {
+        return Err(AppError::Internal(anyhow::anyhow!("file recorded twice")));
+    };
     let now = now_ms();
     let item = Item {
         id: id.to_string(),
         author_id: Some(user.user.id.clone()),
         author_name: Some(user.user.name.clone()),
         kind: "file".into(),
-        content_type: content_type_for(name.as_str()).to_string(),
-        name: Some(name.as_str().to_string()),
-        size: stored.size as i64,
-        sha256: stored.sha256,
+        content_type: content_type_for(file.name.as_str()).to_string(),
+        name: Some(file.name.as_str().to_string()),
+        size: file.size as i64,
+        sha256: std::mem::take(&mut file.sha256),
         note: None,
         created_at: now,
         expires_at: expiry.expires_at(now),
     };
-    match state.store.insert_item(&item).await {
-        Ok(event) => {
-            state.events.published(event);
-            tracing::info!(item = %item.id, size = item.size, "file stored");
-            Ok(item)
-        }
-        Err(e) => {
-            let _ = state.blobs.remove(&id).await;
-            Err(e.into())
-        }
-    }
+    // On failure `file` drops with its id and removes the blob.
+    let event = state.store.insert_item(&item).await?;
+    file.id = None;
+    state.events.published(event);
+    tracing::info!(item = %item.id, size = item.size, "file stored");
+    Ok(item)
 }
 
 fn upload_error(e: UploadError) -> AppError {

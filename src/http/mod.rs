@@ -2,6 +2,7 @@
 
 mod assets;
 mod events;
+pub mod extract;
 mod health;
 pub mod items;
 pub mod pages;

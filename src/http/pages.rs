@@ -2,11 +2,12 @@
 //! live updates, drag-and-drop and upload progress on top.
 
 use askama::Template;
+use axum::Form;
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
 use serde::Deserialize;
 
 use crate::auth::{
@@ -15,6 +16,7 @@ use crate::auth::{
 };
 use crate::domain::Expiry;
 use crate::error::AppError;
+use crate::http::extract::HtmlForm;
 use crate::http::items::{self, PAGE_SIZE};
 use crate::http::shares::{self, NewShare};
 use crate::state::AppState;
@@ -97,6 +99,7 @@ fn render(status: StatusCode, page: &impl Template) -> Response {
 /// What every page's frame needs.
 struct Layout {
     user: Option<String>,
+    is_admin: bool,
     csrf: String,
     flash: Option<String>,
     version: &'static str,
@@ -106,6 +109,7 @@ impl Layout {
     fn anonymous() -> Self {
         Self {
             user: None,
+            is_admin: false,
             csrf: String::new(),
             flash: None,
             version: crate::VERSION,
@@ -115,6 +119,7 @@ impl Layout {
     fn for_user(user: &CurrentUser) -> Self {
         Self {
             user: Some(user.user.name.clone()),
+            is_admin: user.user.is_admin,
             csrf: user.user.csrf_token.clone(),
             flash: None,
             version: crate::VERSION,
@@ -195,6 +200,9 @@ impl ItemView {
 #[template(path = "feed.html")]
 struct FeedPage {
     layout: Layout,
+    /// The stream resumes after this event, so nothing is missed between the
+    /// page load and the live connection.
+    last_event_id: i64,
     items: Vec<ItemView>,
     next_cursor: Option<String>,
     expiry_options: Vec<ExpiryOption>,
@@ -232,7 +240,9 @@ async fn feed(
     } else {
         None
     };
+    let last_event_id = state.store.latest_event_id().await?;
     let page = FeedPage {
+        last_event_id,
         layout: Layout::for_user(&user),
         items: items.iter().map(|i| ItemView::new(i, &user)).collect(),
         next_cursor,
@@ -350,7 +360,7 @@ struct CsrfForm {
 async fn logout(
     State(state): State<AppState>,
     user: CurrentUser,
-    Form(form): Form<CsrfForm>,
+    HtmlForm(form): HtmlForm<CsrfForm>,
 ) -> PageResult {
     user.check_csrf(Some(&form.csrf))?;
     if let Some(hash) = &user.session_hash {
@@ -400,7 +410,7 @@ struct SetupForm {
     password2: String,
 }
 
-async fn setup(State(state): State<AppState>, Form(form): Form<SetupForm>) -> PageResult {
+async fn setup(State(state): State<AppState>, HtmlForm(form): HtmlForm<SetupForm>) -> PageResult {
     let hash = token_hash(&form.token);
     if !state.store.setup_token_valid(&hash).await? {
         return Err(AppError::NotFound.into());
@@ -445,7 +455,7 @@ struct NoteForm {
 async fn post_note(
     State(state): State<AppState>,
     user: CurrentUser,
-    Form(form): Form<NoteForm>,
+    HtmlForm(form): HtmlForm<NoteForm>,
 ) -> PageResult {
     user.check_csrf(Some(&form.csrf))?;
     let expiry = items::parse_expiry(&state, form.expires.as_deref())?;
@@ -459,7 +469,14 @@ async fn upload_form(State(state): State<AppState>, user: CurrentUser, req: Requ
         .await
         .map_err(|e| AppError::BadRequest(e.body_text()))?;
     let mut csrf = None;
-    items::receive_multipart(&state, &user, multipart, Some(&mut csrf)).await?;
+    items::receive_multipart(
+        &state,
+        &user,
+        multipart,
+        state.settings.default_expiry,
+        Some(&mut csrf),
+    )
+    .await?;
     Ok(Redirect::to("/").into_response())
 }
 
@@ -467,7 +484,7 @@ async fn delete_item(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    HtmlForm(form): HtmlForm<CsrfForm>,
 ) -> PageResult {
     user.check_csrf(Some(&form.csrf))?;
     items::delete_item(&state, &user, &id).await?;
@@ -487,7 +504,9 @@ struct ItemPage {
 struct ShareView {
     id: String,
     created_at: String,
-    state: String,
+    state: &'static str,
+    /// When an active link expires, for the page to show in local time.
+    until: Option<String>,
     downloads: i64,
     max_downloads: Option<i64>,
     has_password: bool,
@@ -517,19 +536,20 @@ async fn render_item_page(
         .into_iter()
         .map(|s| {
             let state_label = if s.revoked_at.is_some() {
-                "revoked".to_string()
+                "revoked"
             } else if s.expires_at.is_some_and(|t| t <= now) {
-                "expired".to_string()
+                "expired"
             } else if s.max_downloads.is_some_and(|m| s.downloads >= m) {
-                "used up".to_string()
+                "used up"
             } else {
-                match s.expires_at {
-                    Some(t) => format!("active until {}", rfc3339(t)),
-                    None => "active".to_string(),
-                }
+                "active"
             };
             ShareView {
-                active: state_label.starts_with("active"),
+                active: state_label == "active",
+                until: s
+                    .expires_at
+                    .filter(|_| state_label == "active")
+                    .map(rfc3339),
                 id: s.id,
                 created_at: rfc3339(s.created_at),
                 state: state_label,
@@ -562,7 +582,7 @@ async fn create_share(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
-    Form(form): Form<ShareForm>,
+    HtmlForm(form): HtmlForm<ShareForm>,
 ) -> PageResult {
     user.check_csrf(Some(&form.csrf))?;
     let new = NewShare {
@@ -580,7 +600,7 @@ async fn revoke_share(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    HtmlForm(form): HtmlForm<CsrfForm>,
 ) -> PageResult {
     user.check_csrf(Some(&form.csrf))?;
     let item_id = shares::revoke(&state, &user, &id).await?;
@@ -602,7 +622,7 @@ struct TokenView {
     id: String,
     name: String,
     created_at: String,
-    last_used: String,
+    last_used: Option<String>,
 }
 
 async fn account(
@@ -621,10 +641,7 @@ async fn account(
             id: t.id,
             name: t.name,
             created_at: rfc3339(t.created_at),
-            last_used: t
-                .last_used_at
-                .map(|t| format!("last used {}", rfc3339(t)))
-                .unwrap_or_else(|| "never used".into()),
+            last_used: t.last_used_at.map(rfc3339),
         })
         .collect();
     let mut layout = Layout::for_user(user);
@@ -665,7 +682,7 @@ struct TokenForm {
 async fn create_token(
     State(state): State<AppState>,
     user: CurrentUser,
-    Form(form): Form<TokenForm>,
+    HtmlForm(form): HtmlForm<TokenForm>,
 ) -> PageResult {
     user.check_csrf(Some(&form.csrf))?;
     let name = form.name.trim();
@@ -684,7 +701,7 @@ async fn revoke_token(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    HtmlForm(form): HtmlForm<CsrfForm>,
 ) -> PageResult {
     user.check_csrf(Some(&form.csrf))?;
     if state.store.revoke_api_token(&user.user.id, &id).await? == 0 {
@@ -706,7 +723,7 @@ struct PasswordForm {
 async fn change_password(
     State(state): State<AppState>,
     user: CurrentUser,
-    Form(form): Form<PasswordForm>,
+    HtmlForm(form): HtmlForm<PasswordForm>,
 ) -> PageResult {
     user.check_csrf(Some(&form.csrf))?;
     let stored = state

@@ -16,6 +16,7 @@ use crate::auth::{
 };
 use crate::domain::{DisplayName, Expiry};
 use crate::error::{AppError, Result};
+use crate::http::extract::ApiJson;
 use crate::http::items::{find_item, serve_content};
 use crate::http::pages::size_label;
 use crate::state::AppState;
@@ -116,7 +117,7 @@ async fn create_api(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
-    Json(req): Json<serde_json::Value>,
+    ApiJson(req): ApiJson<serde_json::Value>,
 ) -> Result<Response> {
     let field = |k: &str| match req.get(k) {
         Some(serde_json::Value::String(s)) => Some(s.clone()),

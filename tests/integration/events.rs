@@ -71,6 +71,18 @@ async fn last_event_id_replays_missed_events(backend: Backend) {
     })
     .collect();
     assert_eq!(texts, ["second", "third"]);
+    // A page passes the last event it rendered as ?after= on its first connection.
+    let after = first.id.as_deref().expect("id");
+    let mut from_page =
+        SseStream::open(&app.url(&format!("/events?after={after}")), &token, None).await;
+    assert!(
+        from_page
+            .next(WAIT)
+            .await
+            .expect("second")
+            .data
+            .contains("second")
+    );
     // And live events continue after the replay, without repeats.
     app.post_note(&token, "fourth").await;
     let next = stream.next(WAIT).await.expect("fourth");

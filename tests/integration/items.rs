@@ -127,8 +127,8 @@ async fn files_upload_raw_and_multipart(backend: Backend) {
     assert_eq!(raw["content_type"], "image/jpeg");
     assert_eq!(raw["sha256"], ferry::blobs::sha256_hex(&data));
 
+    // The expiry field may come after the files (as `curl -F file=@x -F expires=1d` sends it).
     let form = reqwest::multipart::Form::new()
-        .text("expires", "1d")
         .part(
             "file",
             reqwest::multipart::Part::bytes(b"a,b\n1,2\n".to_vec()).file_name("table.csv"),
@@ -136,7 +136,8 @@ async fn files_upload_raw_and_multipart(backend: Backend) {
         .part(
             "file",
             reqwest::multipart::Part::bytes(b"second".to_vec()).file_name("two.bin"),
-        );
+        )
+        .text("expires", "1d");
     let res = reqwest::Client::new()
         .post(app.url("/api/items"))
         .bearer_auth(&token)
@@ -149,7 +150,10 @@ async fn files_upload_raw_and_multipart(backend: Backend) {
     let items = body["items"].as_array().expect("two items");
     assert_eq!(items.len(), 2);
     assert_eq!(items[0]["name"], "table.csv");
-    assert!(items[0]["expires_at"].is_string(), "expiry applied");
+    assert!(
+        items[0]["expires_at"].is_string() && items[1]["expires_at"].is_string(),
+        "expiry applied to every file"
+    );
 
     let client = reqwest::Client::new();
     let res = client
