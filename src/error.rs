@@ -20,8 +20,6 @@ pub enum AppError {
     NotFound,
     #[error("{0}")]
     Gone(&'static str),
-    #[error("{0}")]
-    Conflict(String),
     #[error("the upload is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: u64 },
     #[error("requested range not satisfiable")]
@@ -46,7 +44,6 @@ impl AppError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Gone(_) => StatusCode::GONE,
-            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -65,7 +62,6 @@ impl AppError {
             Self::Forbidden(_) => "forbidden",
             Self::NotFound | Self::Database(sqlx::Error::RowNotFound) => "not_found",
             Self::Gone(_) => "gone",
-            Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             Self::TooManyRequests { .. } => "too_many_requests",
