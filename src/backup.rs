@@ -167,6 +167,35 @@ impl Progress {
     }
 }
 
+/// "1 row", "2 rows".
+pub fn rows(n: u64) -> String {
+    plural(n, "row")
+}
+
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// "3 users, 1870 items (1340 files, 7.8 GiB)": what an archive holds, items left
+/// out during the backup not counted.
+fn summary(manifest: &Manifest) -> String {
+    let count = |name: &str| manifest.counts.get(name).copied().unwrap_or(0);
+    format!(
+        "{}, {} ({}, {})",
+        plural(count("users"), "user"),
+        plural(
+            count("items").saturating_sub(manifest.skipped_items.len() as u64),
+            "item"
+        ),
+        plural(manifest.blobs.len() as u64, "file"),
+        human_bytes(manifest.blobs.values().map(|b| b.size).sum())
+    )
+}
+
 /// 1536 -> "1.5 KiB".
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -184,11 +213,7 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 fn percent(done: u64, total: u64) -> u64 {
-    if total == 0 {
-        100
-    } else {
-        done.saturating_mul(100) / total
-    }
+    done.saturating_mul(100).checked_div(total).unwrap_or(100)
 }
 
 // ---- backup ----------------------------------------------------------------------
@@ -277,7 +302,7 @@ async fn backup_store(
             format!("cannot create a staging file in {}", staging_dir.display())
         })?;
         let (file, sum) = dump_table(&mut snapshot, table, file, &mut files, progress).await?;
-        progress.say(format!("backup: table {} ({} rows)", table.name, sum.rows));
+        progress.say(format!("backup: table {} ({})", table.name, rows(sum.rows)));
         staged.push((table.clone(), file, sum));
     }
     // The snapshot only read; ending it lets SQLite checkpoint its WAL again.
@@ -342,21 +367,17 @@ async fn backup_store(
     let output = output.to_path_buf();
     let manifest = tokio::task::block_in_place(|| {
         let result = if to_stdout {
-            let stdout = io::stdout().lock();
+            let stdout = BufWriter::with_capacity(1 << 16, io::stdout().lock());
             write_archive(job, &mut manifest, stdout, progress).map(|_| ())
         } else {
             write_archive_file(job, &mut manifest, &output, progress)
         };
         result.map(|()| manifest)
     })?;
-    let blob_bytes = manifest.counts.get("blob_bytes").copied().unwrap_or(0);
     progress.say(format!(
-        "backup: done in {:.1}s: {} users, {} items ({} files, {}), schema version {}{}",
+        "backup: done in {:.1}s: {}, schema version {}{}",
         started.elapsed().as_secs_f64(),
-        manifest.counts.get("users").copied().unwrap_or(0),
-        manifest.counts.get("items").copied().unwrap_or(0),
-        manifest.blobs.len(),
-        human_bytes(blob_bytes),
+        summary(&manifest),
         manifest.schema_version,
         if to_stdout {
             String::new()
@@ -771,14 +792,10 @@ async fn restore_into(
     }
     store.migrate().await?;
     drop(staging);
-    let count = |name: &str| staged.manifest.counts.get(name).copied().unwrap_or(0);
     progress.say(format!(
-        "restore: done in {:.1}s: {} users, {} items ({} files, {})",
+        "restore: done in {:.1}s: {}",
         started.elapsed().as_secs_f64(),
-        count("users"),
-        count("items").saturating_sub(staged.manifest.skipped_items.len() as u64),
-        staged.blobs.len(),
-        human_bytes(staged.manifest.blobs.values().map(|b| b.size).sum())
+        summary(&staged.manifest)
     ));
     Ok(staged.manifest)
 }
@@ -1064,7 +1081,7 @@ async fn load_staged(
         }
         tx.insert(table, &batch).await?;
         loaded += batch.len() as u64;
-        progress.say(format!("restore: table {} ({loaded} rows)", table.name));
+        progress.say(format!("restore: table {} ({})", table.name, rows(loaded)));
     }
     // The rows as the database now returns them must be the rows that were saved.
     for table in &tables {

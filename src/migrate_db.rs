@@ -161,9 +161,9 @@ async fn copy_tables(
             );
         }
         progress.say(format!(
-            "migrate-db: {}: {} rows, sha256 {} matches",
+            "migrate-db: {}: {}, sha256 {} matches",
             table.name,
-            sum.rows,
+            crate::backup::rows(sum.rows),
             &sum.sha256()[..16]
         ));
         copied.push(CopiedTable {
