@@ -3,7 +3,8 @@
 #   - the Cargo sources: every *.rs and *.toml file, Cargo.toml and Cargo.lock
 #     (crane's commonCargoSources), which covers build.rs, src/ and tests/;
 #   - the directories in source.json: migrations/ (sqlx::migrate!), templates/
-#     (askama) and static/ (CSS and JS embedded with include_str!).
+#     (askama), static/ (CSS and JS embedded with include_str!) and
+#     tests/fixtures/ (the first-schema data the upgrade test loads).
 # nix/check.py copies the same set from the same list into a temporary
 # directory and runs `cargo build --locked` there.
 { lib, craneLib }:

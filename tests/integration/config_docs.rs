@@ -14,9 +14,14 @@ struct DocRow {
     meaning: String,
 }
 
-fn read(rel: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {rel}: {e}"))
+/// The doc, or None in the Nix sandbox, whose filtered source has no docs/.
+fn read_doc() -> Option<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
+    if !path.is_file() && std::env::var("FERRY_TEST_SQLITE_ONLY").is_ok_and(|v| v == "1") {
+        eprintln!("FERRY_TEST_SQLITE_ONLY=1 and no docs/configuration.md in this source: skipping");
+        return None;
+    }
+    Some(std::fs::read_to_string(&path).expect("read docs/configuration.md"))
 }
 
 fn unquote(cell: &str) -> String {
@@ -49,7 +54,7 @@ fn documented_settings(doc: &str) -> BTreeMap<String, DocRow> {
 
 #[test]
 fn configuration_doc_matches_the_settings_table() {
-    let doc = read("docs/configuration.md");
+    let Some(doc) = read_doc() else { return };
     let rows = documented_settings(&doc);
     let mut problems = Vec::new();
     for setting in SETTINGS {
@@ -107,7 +112,7 @@ fn configuration_doc_matches_the_settings_table() {
 /// variable read outside `SETTINGS` cannot go undocumented.
 #[test]
 fn every_variable_the_code_names_is_documented() {
-    let doc = read("docs/configuration.md");
+    let Some(doc) = read_doc() else { return };
     let mut names = BTreeSet::new();
     let mut stack = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
     while let Some(dir) = stack.pop() {
