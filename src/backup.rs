@@ -849,6 +849,17 @@ fn read_archive(
     let mut tables: BTreeMap<String, (PathBuf, String, u64)> = BTreeMap::new();
     let mut blobs: BTreeMap<String, (PathBuf, String, u64)> = BTreeMap::new();
     let mut read_bytes = 0u64;
+    let report = |read: u64| {
+        progress.tick(|| match total {
+            Some(total) => format!(
+                "restore: reading archive: {} of {} ({}%)",
+                human_bytes(read),
+                human_bytes(total),
+                percent(read, total)
+            ),
+            None => format!("restore: reading archive: {}", human_bytes(read)),
+        })
+    };
     for entry in tar.entries().context("not a tar archive")? {
         let mut entry = entry.context("the archive is damaged or truncated")?;
         let path = entry.path()?.to_string_lossy().into_owned();
@@ -878,7 +889,7 @@ fn read_archive(
         {
             crate::store::dump::check_identifier(name)?;
             let dest = staging.join("tables").join(format!("{name}.jsonl"));
-            let (sha, n) = copy_hashed(&mut entry, &dest, false)?;
+            let (sha, n) = copy_hashed(&mut entry, &dest, false, |n| report(read_bytes + n))?;
             if tables.insert(name.to_string(), (dest, sha, n)).is_some() {
                 bail!("the archive has table {name} twice");
             }
@@ -887,7 +898,7 @@ fn read_archive(
                 .with_context(|| format!("unexpected entry {path}"))?
                 .to_string();
             let dest = staging.join("blobs").join(&id);
-            let (sha, n) = copy_hashed(&mut entry, &dest, true)?;
+            let (sha, n) = copy_hashed(&mut entry, &dest, true, |n| report(read_bytes + n))?;
             if blobs.insert(id.clone(), (dest, sha, n)).is_some() {
                 bail!("the archive has the file of item {id} twice");
             }
@@ -895,15 +906,7 @@ fn read_archive(
             bail!("unexpected entry {path} in the archive");
         }
         read_bytes += size;
-        progress.tick(|| match total {
-            Some(total) => format!(
-                "restore: reading archive: {} of {} ({}%)",
-                human_bytes(read_bytes),
-                human_bytes(total),
-                percent(read_bytes, total)
-            ),
-            None => format!("restore: reading archive: {}", human_bytes(read_bytes)),
-        });
+        report(read_bytes);
     }
     let header = header.context("not a Ferry backup (empty archive)")?;
     let manifest = manifest.with_context(|| {
@@ -950,10 +953,16 @@ fn check_header(h: &Header, latest: i64, target_version: i64) -> anyhow::Result<
 }
 
 /// Copy an entry to `dest`, returning its SHA-256 and size.
-fn copy_hashed(entry: &mut impl Read, dest: &Path, sync: bool) -> anyhow::Result<(String, u64)> {
+fn copy_hashed(
+    entry: &mut impl Read,
+    dest: &Path,
+    sync: bool,
+    on_read: impl FnMut(u64),
+) -> anyhow::Result<(String, u64)> {
     let file = File::create(dest).with_context(|| format!("cannot create {}", dest.display()))?;
     let mut out = BufWriter::new(file);
     let mut reader = HashingReader::new(entry);
+    reader.on_read = Some(Box::new(on_read));
     let n = io::copy(&mut reader, &mut out)
         .with_context(|| format!("cannot stage {}", dest.display()))?;
     let file = out.into_inner().map_err(|e| e.into_error())?;
