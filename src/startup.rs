@@ -35,6 +35,16 @@ impl Application {
             )
         })?;
         let store = Store::connect(&settings).await?;
+        // An older binary must not serve a database a newer one has migrated
+        // (a rollback without restoring the pre-upgrade backup).
+        let schema = store.schema_version().await?;
+        if schema > store.latest_schema_version() {
+            anyhow::bail!(
+                "the database schema (version {schema}) is newer than this Ferry knows (version {}); \
+                 run the newer release, or restore the backup taken before the upgrade",
+                store.latest_schema_version()
+            );
+        }
         if settings.migrate_on_start {
             store.migrate().await?;
         } else if !store.migrations_applied().await? {

@@ -2,6 +2,7 @@ use crate::both_backends;
 use crate::helpers::{Backend, TestApp};
 
 both_backends!(
+    newer_schema_is_refused,
     health_and_readiness,
     readiness_needs_migrations,
     metrics_are_not_public,
@@ -159,4 +160,31 @@ async fn separate_metrics_listener_serves_only_metrics() {
     );
     let _ = tx.send(());
     task.await.expect("join").expect("run");
+}
+
+async fn newer_schema_is_refused(backend: Backend) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = crate::helpers::settings_for(backend, dir.path()).await;
+    std::fs::create_dir_all(&settings.data_dir).expect("data dir");
+    let store = ferry::store::Store::connect(&settings)
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    // As if a newer release had migrated this database.
+    crate::helpers::execute(
+        &store,
+        "update _sqlx_migrations set version = 99999, description = $1 where version = 1",
+        "future",
+    )
+    .await;
+    store.close().await;
+    for migrate_on_start in [true, false] {
+        let mut settings = settings.clone();
+        settings.migrate_on_start = migrate_on_start;
+        let err = match ferry::startup::Application::build(settings).await {
+            Ok(_) => panic!("started on a newer schema (migrate_on_start={migrate_on_start})"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains("newer than this Ferry knows"), "{err}");
+    }
 }
