@@ -278,11 +278,27 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     ip
 }
 
-pub fn peer_addr(parts_extensions: &axum::http::Extensions) -> IpAddr {
-    parts_extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+/// The client's address as `client_ip` decides it, for rate limits and logs.
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        Ok(Self(client_ip(
+            peer,
+            &parts.headers,
+            &state.settings.trusted_proxies,
+        )))
+    }
 }
 
 /// Failed-login counter per client IP and per account, in this process. With

@@ -179,18 +179,7 @@ async fn create(
         let items = receive_multipart(&state, &user, multipart, expiry, None).await?;
         return Ok(created(&items));
     }
-    let expiry = parse_expiry(&state, q.expires.as_deref())?;
-    let (parts, body) = req.into_parts();
-    let item = receive_raw(
-        &state,
-        &user,
-        q.name.as_deref(),
-        &parts.headers,
-        body,
-        expiry,
-    )
-    .await?;
-    Ok(created(&[item]))
+    upload_raw_route(State(state), user, ApiQuery(q), req).await
 }
 
 /// PUT /api/items?name=…: the raw body is the file (`curl -T`).

@@ -11,8 +11,8 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use crate::auth::{
-    CurrentUser, MaybeUser, check_password_rules, check_user_name, clear_session_cookie, client_ip,
-    hash_password, peer_addr, random_token, session_cookie, token_hash, verify_password,
+    ClientIp, CurrentUser, MaybeUser, check_password_rules, check_user_name, clear_session_cookie,
+    hash_password, random_token, session_cookie, token_hash, verify_password,
 };
 use crate::domain::Expiry;
 use crate::error::AppError;
@@ -283,12 +283,12 @@ struct LoginForm {
     password: String,
 }
 
-async fn login(State(state): State<AppState>, headers: HeaderMap, req: Request) -> PageResult {
-    let ip = client_ip(
-        peer_addr(req.extensions()),
-        &headers,
-        &state.settings.trusted_proxies,
-    );
+async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    req: Request,
+) -> PageResult {
     let Form(form) = Form::<LoginForm>::from_request(req, &state)
         .await
         .map_err(|_| AppError::BadRequest("enter a user name and a password".into()))?;

@@ -3,7 +3,7 @@
 //! limit and a password.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::{
-    CurrentUser, client_ip, hash_password, peer_addr, random_token, token_hash, verify_password,
+    ClientIp, CurrentUser, hash_password, random_token, token_hash, verify_password,
 };
 use crate::domain::{DisplayName, Expiry};
 use crate::error::{AppError, Result};
@@ -267,28 +267,26 @@ struct PasswordForm {
     password: String,
 }
 
+/// The password a visitor typed into a share page's form.
+async fn password_form(state: &AppState, req: Request) -> Result<String> {
+    Form::<PasswordForm>::from_request(req, state)
+        .await
+        .map(|Form(f)| f.password)
+        .map_err(|_| AppError::BadRequest("enter the password".into()))
+}
+
 async fn unlock(
     State(state): State<AppState>,
     Path(token): Path<String>,
-    headers: HeaderMap,
-    req: axum::extract::Request,
+    ClientIp(ip): ClientIp,
+    req: Request,
 ) -> Response {
-    let ip = client_ip(
-        peer_addr(req.extensions()),
-        &headers,
-        &state.settings.trusted_proxies,
-    );
-    let Form(form) = match Form::<PasswordForm>::from_request(req, &state).await {
-        Ok(f) => f,
-        Err(_) => return public_error(&token, AppError::BadRequest("enter the password".into())),
+    let shown = async {
+        let password = password_form(&state, req).await?;
+        show(&state, &token, Some((ip, password))).await
     };
-    match show(&state, &token, Some((ip, form.password))).await {
-        Ok(r) => r,
-        Err(e) => public_error(&token, e),
-    }
+    shown.await.unwrap_or_else(|e| public_error(&token, e))
 }
-
-use axum::extract::FromRequest;
 
 /// Check a share's password, rate limited per client and per share.
 async fn check_password(
@@ -367,22 +365,15 @@ async fn public_download(
 async fn public_download_with_password(
     State(state): State<AppState>,
     Path(token): Path<String>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
-    req: axum::extract::Request,
+    req: Request,
 ) -> Response {
-    let ip = client_ip(
-        peer_addr(req.extensions()),
-        &headers,
-        &state.settings.trusted_proxies,
-    );
-    let Form(form) = match Form::<PasswordForm>::from_request(req, &state).await {
-        Ok(f) => f,
-        Err(_) => return public_error(&token, AppError::BadRequest("enter the password".into())),
+    let sent = async {
+        let password = password_form(&state, req).await?;
+        download(&state, &token, &headers, Some((ip, password))).await
     };
-    match download(&state, &token, &headers, Some((ip, form.password))).await {
-        Ok(r) => r,
-        Err(e) => public_error(&token, e),
-    }
+    sent.await.unwrap_or_else(|e| public_error(&token, e))
 }
 
 async fn download(
