@@ -82,21 +82,25 @@ pub struct DisplayName(String);
 impl DisplayName {
     pub const MAX_CHARS: usize = 200;
 
-    /// Keep the last path component, drop control characters and characters that
-    /// are special in headers or on common filesystems, and cap the length.
+    /// Keep the last path component, drop control and bidirectional-formatting
+    /// characters and characters that are special in headers or on common
+    /// filesystems, drop leading dots and spaces, and cap the length. Cleaning a
+    /// cleaned name changes nothing.
     pub fn clean(raw: &str) -> Self {
         let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
-        let mut cleaned: String = last
+        let kept: String = last
             .chars()
             .filter(|c| {
                 !c.is_control()
-                    && !matches!(
-                        c,
-                        '"' | '<' | '>' | '|' | ':' | '*' | '?' | '\u{202e}' | '\u{202d}'
-                    )
+                    && !is_bidi_control(*c)
+                    && !matches!(c, '"' | '<' | '>' | '|' | ':' | '*' | '?')
             })
             .collect();
-        cleaned = cleaned.trim().trim_start_matches('.').trim().to_string();
+        // Dots and spaces in any order: ". .bashrc" is as hidden as ".bashrc".
+        let mut cleaned = kept
+            .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
+            .trim_end()
+            .to_string();
         if cleaned.chars().count() > Self::MAX_CHARS {
             // Keep the extension when shortening, it decides how the file opens.
             let ext: String = match cleaned.rsplit_once('.') {
@@ -104,7 +108,8 @@ impl DisplayName {
                 _ => String::new(),
             };
             let keep = Self::MAX_CHARS - ext.chars().count();
-            cleaned = cleaned.chars().take(keep).collect::<String>() + &ext;
+            let head: String = cleaned.chars().take(keep).collect();
+            cleaned = head.trim_end().to_string() + &ext;
         }
         if cleaned.is_empty() {
             cleaned = "file".into();
@@ -141,6 +146,15 @@ impl DisplayName {
         }
         format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
     }
+}
+
+/// Characters that reorder how text is shown (overrides, embeddings, isolates
+/// and marks): "evil\u{202e}gpj.exe" would show as "evilexe.jpg".
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 /// Content type guessed from the extension; browsers' claims are not trusted.
@@ -298,6 +312,32 @@ mod tests {
         let cleaned = DisplayName::clean(&long);
         assert_eq!(cleaned.as_str().chars().count(), DisplayName::MAX_CHARS);
         assert!(cleaned.as_str().ends_with(".gz"));
+    }
+
+    /// Inputs the `display_name` fuzz target found (fuzz/fuzz_targets/display_name.rs).
+    #[test]
+    fn fuzz_regressions_for_display_names() {
+        // Dots and spaces mixed still made a hidden name.
+        assert_eq!(DisplayName::clean(". .\u{fffd}").as_str(), "\u{fffd}");
+        assert_eq!(DisplayName::clean(" . .. bashrc").as_str(), "bashrc");
+        // Isolates and marks reorder text as overrides do.
+        assert_eq!(
+            DisplayName::clean("evil\u{2067}gpj\u{2069}.exe").as_str(),
+            "evilgpj.exe"
+        );
+        assert_eq!(DisplayName::clean("a\u{200f}b\u{061c}c").as_str(), "abc");
+        // Shortening could end the name in a space that the next cleaning removed.
+        let long = format!(
+            "{} {}",
+            "x".repeat(DisplayName::MAX_CHARS - 1),
+            "y".repeat(50)
+        );
+        let once = DisplayName::clean(&long);
+        assert_eq!(once.as_str(), "x".repeat(DisplayName::MAX_CHARS - 1));
+        for raw in [long.as_str(), ". .\u{fffd}", "a \u{3000}", "\u{85}x\u{a0}"] {
+            let once = DisplayName::clean(raw);
+            assert_eq!(DisplayName::clean(once.as_str()), once, "{raw:?}");
+        }
     }
 
     #[test]
