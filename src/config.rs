@@ -421,8 +421,8 @@ fn parse(raw: &BTreeMap<String, String>, errors: &mut Vec<String>) -> Settings {
         max_upload_bytes: p.value(
             "max_upload_bytes",
             "2147483648",
-            "a positive number of bytes",
-            parse_positive,
+            "a positive number of bytes, at most 2^50 (1 PiB)",
+            |s| parse_positive(s).filter(|n| *n <= MAX_UPLOAD_BYTES),
         ),
         min_free_bytes: p.value("min_free_bytes", "268435456", "a number of bytes", |s| {
             s.parse().ok()
@@ -430,8 +430,8 @@ fn parse(raw: &BTreeMap<String, String>, errors: &mut Vec<String>) -> Settings {
         max_note_bytes: p.value(
             "max_note_bytes",
             "65536",
-            "a positive number of bytes",
-            |s| s.parse().ok().filter(|n| *n > 0),
+            "a positive number of bytes, at most 2^30 (1 GiB)",
+            |s| s.parse().ok().filter(|n| (1..=MAX_NOTE_BYTES).contains(n)),
         ),
         default_expiry: p.value(
             "default_expiry",
@@ -488,9 +488,12 @@ fn parse(raw: &BTreeMap<String, String>, errors: &mut Vec<String>) -> Settings {
                 (s.starts_with('/') && s.ends_with('/') && !s.contains("..")).then(|| s.to_string())
             },
         ),
-        session_ttl: p.value("session_ttl", "30d", "a duration like 12h or 30d", |s| {
-            parse_duration(s).filter(|d| !d.is_zero())
-        }),
+        session_ttl: p.value(
+            "session_ttl",
+            "30d",
+            "a duration like 12h or 30d, at most 3650d",
+            |s| parse_duration(s).filter(|d| !d.is_zero() && *d <= MAX_SESSION_TTL),
+        ),
         cors_origins: p.value(
             "cors_origins",
             "",
@@ -509,6 +512,12 @@ fn parse(raw: &BTreeMap<String, String>, errors: &mut Vec<String>) -> Settings {
         data_dir,
     }
 }
+
+/// Upper bounds that keep the server's arithmetic in range: item sizes and
+/// instants are 64-bit signed in the database, and a note is held in memory.
+const MAX_UPLOAD_BYTES: u64 = 1 << 50;
+const MAX_NOTE_BYTES: usize = 1 << 30;
+const MAX_SESSION_TTL: Duration = Duration::from_secs(3650 * 86_400);
 
 struct Parser<'a> {
     raw: &'a BTreeMap<String, String>,
@@ -689,6 +698,33 @@ mod tests {
         .expect("layered");
         assert_eq!(s.listen.port(), 9001);
         assert_eq!(s.max_upload_bytes, 1000);
+    }
+
+    /// Values the `config` fuzz target found (fuzz/fuzz_targets/config.rs): they
+    /// loaded, then overflowed where the server computes with them (session
+    /// expiry in milliseconds, the upload precheck's margin, the note body limit).
+    #[test]
+    fn fuzz_regressions_out_of_range_values_are_refused() {
+        for (key, value) in [
+            ("FERRY_SESSION_TTL", "200000000000d"),
+            ("FERRY_SESSION_TTL", "9223372036854776s"),
+            ("FERRY_SESSION_TTL", "3651d"),
+            ("FERRY_MAX_UPLOAD_BYTES", "18446744073709551615"),
+            ("FERRY_MAX_UPLOAD_BYTES", "1125899906842625"),
+            ("FERRY_MAX_NOTE_BYTES", "18446744073709551615"),
+        ] {
+            let err = Settings::from_env(env(&[(key, value)])).expect_err(value);
+            assert_eq!(err.0.len(), 1, "{err}");
+            assert!(err.0[0].starts_with(key), "{err}");
+            assert!(err.0[0].contains("at most"), "{err}");
+        }
+        let s = Settings::from_env(env(&[
+            ("FERRY_SESSION_TTL", "3650d"),
+            ("FERRY_MAX_UPLOAD_BYTES", "1125899906842624"),
+            ("FERRY_MAX_NOTE_BYTES", "1073741824"),
+        ]))
+        .expect("the largest values load");
+        assert_eq!(s.session_ttl, MAX_SESSION_TTL);
     }
 
     #[test]
