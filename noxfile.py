@@ -1,5 +1,6 @@
 """Every check Ferry has is a nox session. `nox` runs the default set (what CI runs);
-`nox -s bench` and `nox -s fuzz` are run on demand."""
+`nox -s bench` is run on demand; `fuzz` runs briefly in CI and
+longer on demand (FERRY_FUZZ_SECONDS)."""
 
 import os
 import shutil
@@ -8,7 +9,7 @@ import sys
 
 import nox
 
-nox.options.sessions = ["fmt", "lint", "tests", "nix", "nginx", "containers"]
+nox.options.sessions = ["fmt", "lint", "tests", "nix", "nginx", "containers", "audit", "fuzz"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -81,3 +82,93 @@ def containers(session):
     cargo(session, "build", "--release", "--locked")
     # Fail rather than skip when no Docker engine can be started.
     session.run("pytest", "-q", "tests/deploy/test_containers.py", *session.posargs, env={"FERRY_TEST_REQUIRE_ALL": "1"})
+
+
+# ---- supply chain and fuzzing -------------------------------------------------
+
+ADVISORY_DB = os.path.join(os.path.dirname(ROOT), "shared", "advisory-db")
+FUZZ_TARGETS = ["display_name", "byte_range", "cursor", "config", "upload"]
+
+
+def cargo_tool(session, command, crate):
+    """A cargo subcommand from crates.io, installed with --locked only when missing."""
+    home = os.environ.get("CARGO_HOME") or os.path.expanduser("~/.cargo")
+    if shutil.which(f"cargo-{command}") or os.path.exists(os.path.join(home, "bin", f"cargo-{command}")):
+        return
+    session.log(f"installing {crate}: this takes a few minutes, once")
+    session.run("cargo", "install", "--locked", crate, external=True)
+
+
+@nox.session(python=False)
+def audit(session):
+    """Dependencies, offline. cargo audit checks Cargo.lock against the RustSec
+    snapshot in ../shared/advisory-db (FERRY_ADVISORY_DB overrides); advisories and
+    yanked, unmaintained or unsound crates fail. cargo deny checks licences (the
+    allow-list), bans (no OpenSSL) and sources (crates.io only). Exceptions live in
+    deny.toml, each with its reason."""
+    import tomllib
+    cargo_tool(session, "audit", "cargo-audit")
+    cargo_tool(session, "deny", "cargo-deny")
+    db = os.environ.get("FERRY_ADVISORY_DB") or ADVISORY_DB
+    if not os.path.isdir(os.path.join(db, "crates")):
+        session.error(f"no RustSec advisory database at {db} (a snapshot of RustSec/advisory-db)")
+    snapshot = os.path.join(db, "SNAPSHOT.txt")
+    if os.path.exists(snapshot):
+        with open(snapshot) as f:
+            session.log(f.readline().strip())
+    with open(os.path.join(ROOT, "deny.toml"), "rb") as f:
+        policy = tomllib.load(f)
+    ignore = []
+    for entry in policy.get("advisories", {}).get("ignore", []):
+        if not isinstance(entry, dict) or not entry.get("id") or not str(entry.get("reason", "")).strip():
+            session.error(f"deny.toml: an ignored advisory needs an id and a reason: {entry!r}")
+        session.log(f"ignored: {entry['id']}: {entry['reason']}")
+        ignore += ["--ignore", entry["id"]]
+    # --stale: the snapshot cannot be refreshed from here; its date is printed above.
+    cargo(session, "audit", "--db", db, "--no-fetch", "--stale", "--deny", "warnings", *ignore)
+    cargo(session, "deny", "--locked", "check", "licenses", "bans", "sources")
+
+
+@nox.session(python=False)
+def fuzz(session):
+    """cargo-fuzz targets (fuzz/) for what parses untrusted input, each for a bounded
+    time: FERRY_FUZZ_SECONDS per target (default 45, 20 under CI); `nox -s fuzz --
+    upload config` runs some only. Built with the nightly toolchain (about 8 CPU
+    minutes from scratch, then only Ferry itself is rebuilt). A crash fails
+    the session and leaves its input in target/fuzz/artifacts/TARGET/: fix it, keep
+    it as a regression test, run again."""
+    import time
+    cargo_tool(session, "fuzz", "cargo-fuzz")
+    targets = session.posargs or FUZZ_TARGETS
+    unknown = sorted(set(targets) - set(FUZZ_TARGETS))
+    if unknown:
+        session.error(f"no fuzz target {', '.join(unknown)}; the targets are {', '.join(FUZZ_TARGETS)}")
+    seconds = int(os.environ.get("FERRY_FUZZ_SECONDS") or (20 if os.environ.get("CI") else 45))
+    work = os.path.join(ROOT, "target", "fuzz")
+    # cargo-fuzz wants nightly; without the sanitizer, stable with RUSTC_BOOTSTRAP
+    # builds the same instrumented binaries on a machine that has no nightly.
+    nightly = bool(shutil.which("rustup")) and subprocess.run(
+        ["rustup", "run", "nightly", "rustc", "--version"], capture_output=True).returncode == 0
+    toolchain, env = (["+nightly"], {}) if nightly else ([], {"RUSTC_BOOTSTRAP": "1"})
+    if not nightly:
+        session.log("no nightly toolchain: building with the default one and RUSTC_BOOTSTRAP=1")
+    started = time.monotonic()
+    # Without --locked: fuzz/Cargo.lock follows changes to Ferry's own dependencies.
+    cargo(session, *toolchain, "fuzz", "build", "--sanitizer", "none", "--target-dir", work, env=env)
+    session.log(f"fuzz targets built in {time.monotonic() - started:.0f} s")
+    host = subprocess.run(["rustc", "-vV"], capture_output=True, text=True, check=True).stdout
+    triple = next(line.split()[1] for line in host.splitlines() if line.startswith("host:"))
+    for target in targets:
+        corpus = os.path.join(work, "corpus", target)
+        artifacts = os.path.join(work, "artifacts", target)
+        os.makedirs(corpus, exist_ok=True)
+        os.makedirs(artifacts, exist_ok=True)
+        seeds = os.path.join(ROOT, "fuzz", "seeds", target)
+        corpora = [corpus] + ([seeds] if os.path.isdir(seeds) else [])
+        session.log(f"fuzzing {target} for {seconds} s")
+        out = session.run(
+            os.path.join(work, triple, "release", target), *corpora,
+            f"-max_total_time={seconds}", "-timeout=10", "-rss_limit_mb=2048",
+            f"-artifact_prefix={artifacts}/", external=True, silent=True)
+        done = [line for line in (out or "").splitlines() if line.startswith("Done ")]
+        session.log(f"{target}: {done[-1] if done else 'finished'}")
