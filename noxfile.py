@@ -84,6 +84,29 @@ def containers(session):
     session.run("pytest", "-q", "tests/deploy/test_containers.py", *session.posargs, env={"FERRY_TEST_REQUIRE_ALL": "1"})
 
 
+@nox.session
+def bench(session):
+    """Performance figures beside their references and targets (docs/performance.md):
+    the release binary driven from outside by benches/load.rs, with nginx, PostgreSQL
+    and wrk. Prints a table and writes target/bench/results.json. Not in the default
+    set; `nox -s bench -- --quick` is a short smoke run."""
+    import json
+    apt_install(session, "wrk", "nginx-light", "postgresql-15", "openssl", "docker.io")
+    session.install("pytest", "requests")  # tests/deploy helpers render nginx and build the image
+    cargo(session, "build", "--release", "--locked")
+    out = session.run("cargo", "build", "--release", "--locked", "--bench", "load",
+                      "--message-format=json", external=True, silent=True)
+    exe = None
+    for line in out.splitlines():
+        if line.startswith("{"):
+            msg = json.loads(line)
+            if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == "load":
+                exe = msg.get("executable") or exe
+    if not exe:
+        session.error("cargo did not report the load tools' executable")
+    session.run("python", "benches/run.py", "--load", exe, *session.posargs)
+
+
 # ---- supply chain and fuzzing -------------------------------------------------
 
 ADVISORY_DB = os.path.join(os.path.dirname(ROOT), "shared", "advisory-db")
