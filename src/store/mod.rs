@@ -108,6 +108,9 @@ impl Store {
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.db_max_connections)
             .acquire_timeout(Duration::from_secs(10))
+            // An in-process database has no connection to lose: skip the ping that
+            // would otherwise cost a round trip to the connection's thread per query.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .with_context(|| format!("cannot open SQLite database {}", path.display()))?;
@@ -433,7 +436,7 @@ impl Store {
     /// visible item always has an event and replay never misses one.
     pub async fn insert_item(&self, item: &Item) -> sqlx::Result<Event> {
         let payload =
-            serde_json::to_string(&item.to_json()).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            serde_json::to_string(&item.view()).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query(
