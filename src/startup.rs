@@ -28,6 +28,7 @@ impl Application {
     /// Open the database (migrating if configured), the data directory and the
     /// listeners. Nothing is served until `run_until`.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        raise_fd_limit();
         std::fs::create_dir_all(&settings.data_dir).with_context(|| {
             format!(
                 "cannot create data directory {}",
@@ -155,6 +156,21 @@ impl Application {
         state.store.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Every open event stream holds a descriptor, and the usual soft limit of 1024
+/// would cap a server at about a thousand browsers: raise it to the hard limit.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(maximum)) = (limit.current, limit.maximum)
+        && current < maximum
+    {
+        limit.current = Some(maximum);
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!(error = %e, "cannot raise the open-files limit");
+        }
     }
 }
 
