@@ -39,17 +39,27 @@ fn fixture() -> &'static Fixture {
             .enable_all()
             .build()
             .expect("runtime");
-        // tmpfs when there is one: every stored upload is fsynced.
-        let base = std::path::Path::new("/dev/shm");
-        let dir = if base.is_dir() {
-            tempfile::Builder::new()
-                .prefix("ferry-fuzz-")
-                .tempdir_in(base)
+        // tmpfs when there is one: every stored upload is fsynced. libFuzzer ends
+        // the process without running destructors, so each run names its
+        // directory by pid and removes those of runs that have ended.
+        let shm = std::path::Path::new("/dev/shm");
+        let base = if shm.is_dir() {
+            shm.to_path_buf()
         } else {
-            tempfile::Builder::new().prefix("ferry-fuzz-").tempdir()
+            std::env::temp_dir()
+        };
+        let prefix = "ferry-fuzz-upload-";
+        for entry in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix(prefix) {
+                if !std::path::Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
         }
-        .expect("temp dir")
-        .keep();
+        let dir = base.join(format!("{prefix}{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("data directory");
         let mut settings = Settings::for_data_dir(dir.join("data"));
         settings.listen = "127.0.0.1:0".parse().expect("addr");
         settings.max_upload_bytes = 4096;
