@@ -10,14 +10,25 @@ use std::sync::OnceLock;
 use ferry::config::{SETTINGS, Settings};
 use libfuzzer_sys::fuzz_target;
 
+/// A directory for the files the input names. libFuzzer ends the process without
+/// running destructors, so each run names it by pid and removes those of runs
+/// that have ended.
 fn scratch() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        tempfile::Builder::new()
-            .prefix("ferry-fuzz-config-")
-            .tempdir()
-            .expect("temp dir")
-            .keep()
+        let base = std::env::temp_dir();
+        let prefix = "ferry-fuzz-config-";
+        for entry in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix(prefix) {
+                if !std::path::Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = base.join(format!("{prefix}{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        dir
     })
 }
 
