@@ -16,7 +16,13 @@ use libfuzzer_sys::fuzz_target;
 fn scratch() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let base = std::env::temp_dir();
+        // tmpfs when there is one: every input writes its files.
+        let shm = std::path::Path::new("/dev/shm");
+        let base = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
         let prefix = "ferry-fuzz-config-";
         for entry in std::fs::read_dir(&base).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
