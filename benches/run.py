@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "tests" / "deploy"))
 FERRY = ROOT / "target" / "release" / "ferry"
 OUT_DIR = ROOT / "target" / "bench"
 PG_BIN = Path(os.environ.get("FERRY_PG_BIN", "/usr/lib/postgresql/15/bin"))
+LOADAVG_AT_START = os.getloadavg()
 GIB = 1 << 30
 MIB = 1 << 20
 
@@ -46,7 +47,7 @@ SIZES = {
         "start_runs": 10,
         "items": 100_000,
         "transfer_bytes": GIB,
-        "download_runs": 3,
+        "transfer_runs": 3,
         "sse_n": [100, 1_000, 10_000],
         "sse_notes": 5,
         "wrk_secs": 10,
@@ -55,7 +56,7 @@ SIZES = {
         "start_runs": 3,
         "items": 2_000,
         "transfer_bytes": 64 * MIB,
-        "download_runs": 1,
+        "transfer_runs": 1,
         "sse_n": [10, 100],
         "sse_notes": 2,
         "wrk_secs": 2,
@@ -194,6 +195,18 @@ def proc_kb(pid, field="VmRSS"):
     except OSError:
         return None
     return None
+
+
+def api_delete(port, token, item_id):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("DELETE", f"/api/items/{item_id}", headers={"Authorization": f"Bearer {token}"})
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status != 204:
+            raise RuntimeError(f"DELETE /api/items/{item_id} answered {resp.status}")
+    finally:
+        conn.close()
 
 
 def http_status(port, path, headers=None, timeout=2):
@@ -393,8 +406,8 @@ def dd_fsync(path, nbytes):
 
 
 def cat_rate(path, runs):
-    """Median MB/s of `cat FILE > /dev/null` (the file is in the page cache, as for
-    the downloads it is compared with)."""
+    """Median MB/s of `cat FILE > /dev/null` (the file is in the page cache, as it is
+    for the downloads it is compared with)."""
     size = os.path.getsize(path)
     rates = []
     for _ in range(max(runs, 1)):
@@ -496,32 +509,67 @@ class Bench:
             R.add("memory.idle_mb", "RSS at idle (after start and a few requests)", srv.rss_kb() / 1024,
                   "MB", target=below(12, "< 12 MB"))
 
-        dd = dd_fsync(self.seeded / "dd.bin", n)
-        R.raw["dd_fsync_mb_s"] = dd
         for mode in ("raw", "multipart"):
-            sync()
             with self.server(f"upload-{mode}") as srv:
-                up = self.load("upload", "--url", srv.url, "--token", self.creds["token"], "--bytes", n,
-                               "--mode", mode, "--pid", srv.pid)
+                up = self.uploads(srv, srv.url, mode)
             R.raw[f"upload_{mode}"] = up
             R.add(f"memory.upload_{mode}_growth_mb",
                   f"peak RSS growth, {self.mb(n)} upload ({mode})", up["rss_growth_kb"] / 1024, "MB",
                   target=below(8, "< 8 MB"))
             R.add(f"upload.direct_{mode}_mb_s", f"upload {self.mb(n)} direct ({mode})", up["mb_per_s"],
-                  "MB/s", ref=dd, ref_label="dd conv=fsync", ratio=up["mb_per_s"] / dd,
+                  "MB/s", ref=up["ref_mb_per_s"], ref_label="dd conv=fsync", ratio=up["ratio"],
                   target=ratio_at_least(0.9, ">= 90% of dd") if mode == "raw" else None)
             if mode == "raw":
                 self.transfer_id = up["id"]
 
-        blob = self.seeded / "blobs" / self.transfer_id
-        cat = cat_rate(blob, s["download_runs"])
-        R.raw["cat_mb_s"] = cat
         with self.server("download") as srv:
-            down = self.load("download", "--url", srv.url, "--token", self.creds["token"],
-                             "--id", self.transfer_id, "--runs", s["download_runs"])
+            down = self.downloads(srv.url, self.transfer_id)
         R.raw["download_direct"] = down
         R.add("download.direct_mb_s", f"download {self.mb(n)} direct", down["mb_per_s"], "MB/s",
-              ref=cat, ref_label="cat", ratio=down["mb_per_s"] / cat, target=ratio_at_least(0.25, ">= 25% of cat"))
+              ref=down["ref_mb_per_s"], ref_label="cat", ratio=down["ratio"],
+              target=ratio_at_least(0.25, ">= 25% of cat"))
+
+    def uploads(self, srv, url, mode="raw"):
+        """`transfer_runs` pairs of `dd conv=fsync` and an upload of the same size, one
+        right after the other, so both see the disk in the same state. Medians of the
+        rates and of the per-pair ratios; the largest RSS growth. All but the last
+        upload are deleted again."""
+        n, runs = self.size["transfer_bytes"], self.size["transfer_runs"]
+        pairs = []
+        for i in range(runs):
+            dd = dd_fsync(self.seeded / "dd.bin", n)
+            sync()
+            up = self.load("upload", "--url", url, "--token", self.creds["token"], "--bytes", n,
+                           "--mode", mode, "--pid", srv.pid, "--insecure-tls")
+            pairs.append((dd, up))
+            if i < runs - 1:
+                api_delete(srv.port, self.creds["token"], up["id"])
+        return {
+            "mb_per_s": statistics.median(u["mb_per_s"] for _, u in pairs),
+            "ref_mb_per_s": statistics.median(d for d, _ in pairs),
+            "ratio": statistics.median(u["mb_per_s"] / d for d, u in pairs),
+            "rss_growth_kb": max(u["rss_growth_kb"] for _, u in pairs),
+            "id": pairs[-1][1]["id"],
+            "runs": [{"dd_mb_per_s": d, **u} for d, u in pairs],
+        }
+
+    def downloads(self, url, item_id):
+        """`transfer_runs` pairs of `cat FILE > /dev/null` and a download of the same
+        file, alternated; medians of the rates and of the per-pair ratios."""
+        blob = self.seeded / "blobs" / item_id
+        cat_rate(blob, 1)  # into the page cache
+        pairs = []
+        for _ in range(self.size["transfer_runs"]):
+            cat = cat_rate(blob, 1)
+            down = self.load("download", "--url", url, "--token", self.creds["token"], "--id", item_id,
+                             "--insecure-tls")
+            pairs.append((cat, down["mb_per_s"]))
+        return {
+            "mb_per_s": statistics.median(d for _, d in pairs),
+            "ref_mb_per_s": statistics.median(c for c, _ in pairs),
+            "ratio": statistics.median(d / c for c, d in pairs),
+            "runs": [{"cat_mb_per_s": c, "mb_per_s": d} for c, d in pairs],
+        }
 
     # -- through nginx
 
@@ -534,30 +582,22 @@ class Bench:
                          FERRY_TRUSTED_PROXIES="127.0.0.1/32") as srv:
             ngx = Nginx(nginx_base, srv.port, self.seeded / "blobs").start()
             try:
-                dd = dd_fsync(self.seeded / "dd.bin", n)
-                R.raw["dd_fsync_mb_s_nginx"] = dd
                 ids = {}
                 for proto, url in (("plain", ngx.plain_url), ("tls", ngx.tls_url)):
-                    sync()
-                    up = self.load("upload", "--url", url, "--token", self.creds["token"], "--bytes", n,
-                                   "--pid", srv.pid, "--insecure-tls")
+                    up = self.uploads(srv, url)
                     ids[proto] = up["id"]
                     R.raw[f"upload_nginx_{proto}"] = up
                     label = "HTTP" if proto == "plain" else "HTTPS"
                     R.add(f"upload.nginx_{proto}_mb_s", f"upload {self.mb(n)} through nginx ({label})",
-                          up["mb_per_s"], "MB/s", ref=dd, ref_label="dd conv=fsync",
-                          ratio=up["mb_per_s"] / dd, target=ratio_at_least(0.9, ">= 90% of dd"))
-                cat = cat_rate(self.seeded / "blobs" / ids["plain"], s["download_runs"])
-                R.raw["cat_mb_s_nginx"] = cat
+                          up["mb_per_s"], "MB/s", ref=up["ref_mb_per_s"], ref_label="dd conv=fsync",
+                          ratio=up["ratio"], target=ratio_at_least(0.9, ">= 90% of dd"))
                 for proto, url in (("plain", ngx.plain_url), ("tls", ngx.tls_url)):
-                    down = self.load("download", "--url", url, "--token", self.creds["token"],
-                                     "--id", ids["plain"], "--insecure-tls",
-                                     "--runs", s["download_runs"])
+                    down = self.downloads(url, ids["plain"])
                     R.raw[f"download_nginx_{proto}"] = down
                     label = "HTTP" if proto == "plain" else "HTTPS"
                     R.add(f"download.nginx_{proto}_mb_s",
                           f"download {self.mb(n)} through nginx, X-Accel ({label})", down["mb_per_s"],
-                          "MB/s", ref=cat, ref_label="cat", ratio=down["mb_per_s"] / cat,
+                          "MB/s", ref=down["ref_mb_per_s"], ref_label="cat", ratio=down["ratio"],
                           target=ratio_at_least(0.5, ">= 50% of cat"))
             finally:
                 ngx.stop()
@@ -710,6 +750,7 @@ def meta(quick, secs):
         "mode": "quick" if quick else "full",
         "cpus": os.cpu_count(),
         "kernel": platform.release(),
+        "loadavg_at_start": LOADAVG_AT_START,
         "loadavg_at_end": os.getloadavg(),
         "duration_secs": round(secs, 1),
     }
