@@ -21,6 +21,11 @@ async fn health_and_readiness(backend: Backend) {
     let res = client.get(app.url("/readyz")).send().await.expect("readyz");
     assert_eq!(res.status(), 200);
     assert_eq!(
+        res.headers()["cache-control"],
+        "no-store",
+        "answers are never cached"
+    );
+    assert_eq!(
         res.json::<serde_json::Value>().await.expect("json")["status"],
         "ready"
     );
