@@ -95,7 +95,10 @@ def ratio_at_least(threshold, text):
 class Results:
     """Rows of the table; each row has a stable key so runs can be compared."""
 
-    def __init__(self):
+    def __init__(self, judge=True):
+        """With `judge` false (the quick run, whose sizes are not the targets'), targets
+        are shown but not judged."""
+        self.judge = judge
         self.rows = []
         self.raw = {}
         self.errors = []
@@ -103,7 +106,7 @@ class Results:
     def add(self, key, label, value, unit, ref=None, ref_label=None, ratio=None, target=None,
             note=None):
         """A row; `target` (a Target) is checked against the ratio or the value."""
-        met = target.check(value, ratio) if target else None
+        met = target.check(value, ratio) if target and self.judge else None
         row = {
             "key": key, "label": label, "value": value, "unit": unit,
             "reference": ref, "reference_label": ref_label, "ratio": ratio,
@@ -112,7 +115,7 @@ class Results:
         self.rows.append(row)
         print(f"  {label}: {fmt(value)} {unit}"
               + (f"  ({ratio:.0%} of {ref_label} {fmt(ref)})" if ratio is not None else "")
-              + (f"  [{target.text}: {'met' if met else 'MISSED'}]" if target else "")
+              + (f"  [{target.text}: {'met' if met else 'MISSED'}]" if met is not None else "")
               + (f"  {note}" if note else ""),
               flush=True)
         return row
@@ -156,6 +159,8 @@ def print_table(results):
     print(sep.join("-" * w for w in widths))
     for l in lines:
         print(sep.join(c.ljust(w) for c, w in zip(l, widths)))
+    if not results.judge:
+        print("(quick run: small sizes, so the targets are shown but not judged)")
     for e in results.errors:
         print(f"ERROR in {e['section']}: {e['error']}")
 
@@ -452,7 +457,7 @@ class Bench:
         self.size = SIZES["quick" if quick else "full"]
         self.load = load
         self.keep = keep
-        self.results = Results()
+        self.results = Results(judge=not quick)
         OUT_DIR.mkdir(parents=True, exist_ok=True)
         # Below the project (same disk as a data dir there), readable by nginx workers.
         self.base = Path(tempfile.mkdtemp(prefix="work-", dir=OUT_DIR))
