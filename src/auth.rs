@@ -115,6 +115,20 @@ pub fn token_hash(token: &str) -> String {
     sha256_hex(token.as_bytes())
 }
 
+/// Create an API token for a user; returns the secret, which is shown once and
+/// stored only as its hash.
+pub async fn issue_api_token(
+    store: &crate::store::Store,
+    user_id: &str,
+    name: &str,
+) -> sqlx::Result<String> {
+    let secret = random_token();
+    store
+        .create_api_token(user_id, name, &token_hash(&secret))
+        .await?;
+    Ok(secret)
+}
+
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }

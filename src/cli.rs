@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use crate::auth::{check_password_rules, check_user_name, hash_password, random_token, token_hash};
+use crate::auth::{check_password_rules, check_user_name, hash_password, issue_api_token};
 use crate::config::Settings;
 use crate::startup::{Application, shutdown_signal};
 use crate::store::Store;
@@ -248,10 +248,7 @@ async fn token(cmd: TokenCommand, store: &Store) -> anyhow::Result<()> {
     match cmd {
         TokenCommand::Create { name, user } => {
             let user_id = user_id(user).await?;
-            let secret = random_token();
-            store
-                .create_api_token(&user_id, &name, &token_hash(&secret))
-                .await?;
+            let secret = issue_api_token(store, &user_id, &name).await?;
             // Only the token on stdout, so scripts can capture it.
             println!("{secret}");
             eprintln!("token {name} created; it is shown only once");

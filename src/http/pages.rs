@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::auth::{
     ClientIp, CurrentUser, MaybeUser, check_password_rules, check_user_name, clear_session_cookie,
-    hash_password, random_token, session_cookie, token_hash, verify_password,
+    hash_password, issue_api_token, random_token, session_cookie, token_hash, verify_password,
 };
 use crate::domain::Expiry;
 use crate::error::AppError;
@@ -689,11 +689,7 @@ async fn create_token(
     if name.is_empty() || name.len() > 64 {
         return Err(AppError::BadRequest("token names are 1 to 64 characters".into()).into());
     }
-    let secret = random_token();
-    state
-        .store
-        .create_api_token(&user.user.id, name, &token_hash(&secret))
-        .await?;
+    let secret = issue_api_token(&state.store, &user.user.id, name).await?;
     account(&state, &user, Some(secret), None, None).await
 }
 
