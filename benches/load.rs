@@ -311,7 +311,7 @@ async fn seed(database_url: &str, data_dir: &Path, items: usize) -> anyhow::Resu
     }
     match &store {
         Store::Sqlite { pool, .. } => bulk_insert!(pool, sqlx::Sqlite),
-        Store::Postgres { pool } => bulk_insert!(pool, sqlx::Postgres),
+        Store::Postgres { pool, .. } => bulk_insert!(pool, sqlx::Postgres),
     }
     let count = store.count_items().await?;
     store.close().await;

@@ -37,7 +37,7 @@ impl EventHub {
             tx,
             direct: matches!(store, Store::Sqlite { .. }),
         };
-        if let Store::Postgres { pool } = store {
+        if let Store::Postgres { pool, .. } = store {
             let mut listener = PgListener::connect_with(pool).await?;
             listener.listen(EVENTS_CHANNEL).await?;
             tokio::spawn(listen(listener, store.clone(), hub.tx.clone(), shutdown));

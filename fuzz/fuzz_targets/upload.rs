@@ -237,7 +237,7 @@ fuzz_target!(|data: &[u8]| {
         }
         if status.is_success() || status.is_redirection() {
             // Keep the instance small: remove what was stored.
-            for item in f.state.store.list_items(None, 100).await.expect("list") {
+            for item in f.state.store.list_items(None, 100).await.expect("list").iter() {
                 if f.state
                     .store
                     .delete_item(&item.id)

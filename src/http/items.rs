@@ -72,7 +72,7 @@ async fn list(
     let cursor = cursor.map(|c| c.to_string());
     let items = state.store.list_items(cursor.as_deref(), limit + 1).await?;
     let more = items.len() as i64 > limit;
-    let items: Vec<_> = items.into_iter().take(limit as usize).collect();
+    let items = &items[..items.len().min(limit as usize)];
     let next = if more {
         items.last().map(|i| i.id.clone())
     } else {

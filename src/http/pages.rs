@@ -230,17 +230,19 @@ async fn feed(
         ),
         None => None,
     };
-    let mut items = state
+    // The event id first: an item created meanwhile is then replayed to the page's
+    // live stream (which skips items it shows) rather than missed.
+    let last_event_id = state.store.latest_event_id().await?;
+    let items = state
         .store
         .list_items(before.as_deref(), PAGE_SIZE + 1)
         .await?;
-    let next_cursor = if items.len() as i64 > PAGE_SIZE {
-        items.truncate(PAGE_SIZE as usize);
-        items.last().map(|i| i.id.clone())
+    let (items, next_cursor) = if items.len() as i64 > PAGE_SIZE {
+        let page = &items[..PAGE_SIZE as usize];
+        (page, page.last().map(|i| i.id.clone()))
     } else {
-        None
+        (&items[..], None)
     };
-    let last_event_id = state.store.latest_event_id().await?;
     let page = FeedPage {
         last_event_id,
         layout: Layout::for_user(&user),

@@ -93,7 +93,7 @@ impl Store {
                     .await?;
                 Ok(DataTx::Sqlite(tx))
             }
-            Self::Postgres { pool } => Ok(DataTx::Postgres(
+            Self::Postgres { pool, .. } => Ok(DataTx::Postgres(
                 pool.begin_with("begin isolation level repeatable read, read only")
                     .await?,
             )),
@@ -107,7 +107,7 @@ impl Store {
             Self::Sqlite { pool, .. } => {
                 Ok(DataTx::Sqlite(pool.begin_with("begin immediate").await?))
             }
-            Self::Postgres { pool } => Ok(DataTx::Postgres(pool.begin().await?)),
+            Self::Postgres { pool, .. } => Ok(DataTx::Postgres(pool.begin().await?)),
         }
     }
 

@@ -77,7 +77,7 @@ impl Store {
         };
         match self {
             Self::Sqlite { pool, .. } => migrator.run(pool).await,
-            Self::Postgres { pool } => migrator.run(pool).await,
+            Self::Postgres { pool, .. } => migrator.run(pool).await,
         }
         .context("database migration failed")?;
         // Dropping the file releases the lock.

@@ -4,12 +4,14 @@
 //! same text on whichever pool is configured, so only the few real differences
 //! (migrations, locking, notifications) are spelled out per backend.
 
+mod cache;
 pub mod dump;
 mod migrate;
 mod models;
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,6 +20,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use cache::{FRESH_FOR, ReadCache};
 pub use models::*;
 
 use crate::config::Settings;
@@ -27,8 +30,15 @@ pub const EVENTS_CHANNEL: &str = "ferry_events";
 
 #[derive(Clone, Debug)]
 pub enum Store {
-    Sqlite { pool: SqlitePool, path: PathBuf },
-    Postgres { pool: PgPool },
+    Sqlite {
+        pool: SqlitePool,
+        path: PathBuf,
+        cache: Arc<ReadCache>,
+    },
+    Postgres {
+        pool: PgPool,
+        cache: Arc<ReadCache>,
+    },
 }
 
 /// Run the same statement on whichever backend is configured.
@@ -36,7 +46,7 @@ macro_rules! on_pool {
     ($store:expr, |$pool:ident| $body:expr) => {
         match $store {
             Store::Sqlite { pool: $pool, .. } => $body,
-            Store::Postgres { pool: $pool } => $body,
+            Store::Postgres { pool: $pool, .. } => $body,
         }
     };
 }
@@ -89,7 +99,8 @@ impl Store {
                 .connect_with(options)
                 .await
                 .context("cannot connect to PostgreSQL")?;
-            return Ok(Self::Postgres { pool });
+            let cache = Arc::new(ReadCache::new(false));
+            return Ok(Self::Postgres { pool, cache });
         }
         let options = SqliteConnectOptions::from_str(url)
             .context("FERRY_DATABASE_URL is not a valid SQLite URL")?
@@ -114,13 +125,22 @@ impl Store {
             .connect_with(options)
             .await
             .with_context(|| format!("cannot open SQLite database {}", path.display()))?;
-        Ok(Self::Sqlite { pool, path })
+        // This process is the only writer of items on SQLite: it may keep pages.
+        let cache = Arc::new(ReadCache::new(true));
+        Ok(Self::Sqlite { pool, path, cache })
     }
 
     pub fn backend(&self) -> &'static str {
         match self {
             Self::Sqlite { .. } => "sqlite",
             Self::Postgres { .. } => "postgres",
+        }
+    }
+
+    /// What the store remembers of recent reads (see `cache.rs`).
+    pub fn cache(&self) -> &ReadCache {
+        match self {
+            Self::Sqlite { cache, .. } | Self::Postgres { cache, .. } => cache,
         }
     }
 
@@ -204,19 +224,23 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
+            self.cache().forget_credentials();
             Ok(n == 1)
         })
     }
 
     pub async fn delete_user(&self, name: &str) -> sqlx::Result<bool> {
-        on_pool!(self, |pool| Ok(sqlx::query(
+        let deleted = on_pool!(self, |pool| sqlx::query(
             "delete from users where name = $1"
         )
         .bind(name)
         .execute(pool)
         .await?
-        .rows_affected()
-            == 1))
+        .rows_affected())
+            == 1;
+        // Their sessions and tokens are gone, and their items lost their author.
+        self.cache().forget_all();
+        Ok(deleted)
     }
 
     // ---- first-admin setup -----------------------------------------------------
@@ -315,13 +339,20 @@ impl Store {
     }
 
     pub async fn session(&self, token_hash: &str) -> sqlx::Result<Option<SessionUser>> {
+        if let Some(user) = self.cache().session(token_hash) {
+            return Ok(Some(user));
+        }
         let sql = "select u.id, u.name, u.is_admin, s.csrf_token from sessions s join users u on u.id = s.user_id \
                    where s.token_hash = $1 and s.expires_at > $2";
-        on_pool!(self, |pool| sqlx::query_as(sql)
+        let user: Option<SessionUser> = on_pool!(self, |pool| sqlx::query_as(sql)
             .bind(token_hash)
             .bind(now_ms())
             .fetch_optional(pool)
-            .await)
+            .await?);
+        if let Some(user) = &user {
+            self.cache().remember_session(token_hash, user);
+        }
+        Ok(user)
     }
 
     pub async fn delete_session(&self, token_hash: &str) -> sqlx::Result<()> {
@@ -331,7 +362,9 @@ impl Store {
         .bind(token_hash)
         .execute(pool)
         .await
-        .map(|_| ()))
+        .map(|_| ()))?;
+        self.cache().forget_credentials();
+        Ok(())
     }
 
     pub async fn delete_expired_sessions(&self) -> sqlx::Result<u64> {
@@ -376,6 +409,9 @@ impl Store {
     }
 
     pub async fn api_token_user(&self, token_hash: &str) -> sqlx::Result<Option<SessionUser>> {
+        if let Some(user) = self.cache().api_token(token_hash) {
+            return Ok(Some(user));
+        }
         let sql = "select u.id, u.name, u.is_admin, '' as csrf_token, coalesce(t.last_used_at, 0) as last_used_at \
                    from api_tokens t join users u on u.id = t.user_id where t.token_hash = $1";
         let row: Option<(String, String, bool, String, i64)> =
@@ -399,12 +435,14 @@ impl Store {
             .await
             .map(|_| ()))?;
         }
-        Ok(Some(SessionUser {
+        let user = SessionUser {
             id,
             name,
             is_admin,
             csrf_token,
-        }))
+        };
+        self.cache().remember_api_token(token_hash, &user);
+        Ok(Some(user))
     }
 
     pub async fn list_api_tokens(&self, user_id: &str) -> sqlx::Result<Vec<ApiToken>> {
@@ -420,14 +458,16 @@ impl Store {
 
     /// Revoke a token by id or name; only its owner may.
     pub async fn revoke_api_token(&self, user_id: &str, id_or_name: &str) -> sqlx::Result<u64> {
-        on_pool!(self, |pool| Ok(sqlx::query(
+        let revoked = on_pool!(self, |pool| sqlx::query(
             "delete from api_tokens where user_id = $1 and (id = $2 or name = $2)"
         )
         .bind(user_id)
         .bind(id_or_name)
         .execute(pool)
         .await?
-        .rows_affected()))
+        .rows_affected());
+        self.cache().forget_credentials();
+        Ok(revoked)
     }
 
     // ---- items and their events ---------------------------------------------------
@@ -457,6 +497,7 @@ impl Store {
             .await?;
             let event = record_event!(self, tx, EventKind::Created, &item.id, &payload);
             tx.commit().await?;
+            self.cache().forget_pages();
             Ok(event)
         })
     }
@@ -472,16 +513,25 @@ impl Store {
     }
 
     /// Newest first; `before` is the id of the last item of the previous page.
-    pub async fn list_items(&self, before: Option<&str>, limit: i64) -> sqlx::Result<Vec<Item>> {
+    pub async fn list_items(&self, before: Option<&str>, limit: i64) -> sqlx::Result<Arc<[Item]>> {
+        let ticket = match self.cache().page(before, limit) {
+            Ok(items) => return Ok(items),
+            Err(ticket) => ticket,
+        };
         let sql = "select i.*, u.name as author_name from items i left join users u on u.id = i.author_id \
                    where (i.expires_at is null or i.expires_at > $1) and ($2 is null or i.id < $2) \
                    order by i.id desc limit $3";
-        on_pool!(self, |pool| sqlx::query_as(sql)
+        let items: Vec<Item> = on_pool!(self, |pool| sqlx::query_as(sql)
             .bind(now_ms())
             .bind(before)
             .bind(limit)
             .fetch_all(pool)
-            .await)
+            .await?);
+        let items: Arc<[Item]> = items.into();
+        if let Some(ticket) = ticket {
+            self.cache().remember_page(ticket, items.clone());
+        }
+        Ok(items)
     }
 
     /// Delete an item and record `item.deleted`. Returns the deleted item so the
@@ -502,6 +552,7 @@ impl Store {
             let payload = serde_json::json!({ "id": id }).to_string();
             let event = record_event!(self, tx, EventKind::Deleted, id, &payload);
             tx.commit().await?;
+            self.cache().forget_pages();
             Ok(Some((item, event)))
         })
     }

@@ -507,8 +507,17 @@ impl SseStream {
 }
 
 /// Run one statement with a single text parameter on either backend (test set-up
-/// that the application has no reason to offer, such as ageing rows).
+/// that the application has no reason to offer, such as ageing rows). The store's
+/// read cache is cleared, as if `FRESH_FOR` had passed since the change.
 pub async fn execute(store: &ferry::store::Store, sql: &str, arg: &str) -> u64 {
+    let rows = execute_elsewhere(store, sql, arg).await;
+    store.cache().forget_all();
+    rows
+}
+
+/// Like `execute`, but the store is not told: as if another process had made the
+/// change, which the running server sees only once its cache has let go.
+pub async fn execute_elsewhere(store: &ferry::store::Store, sql: &str, arg: &str) -> u64 {
     use ferry::store::Store;
     match store {
         Store::Sqlite { pool, .. } => sqlx::query(sql)
@@ -517,7 +526,7 @@ pub async fn execute(store: &ferry::store::Store, sql: &str, arg: &str) -> u64 {
             .await
             .expect("sql")
             .rows_affected(),
-        Store::Postgres { pool } => sqlx::query(sql)
+        Store::Postgres { pool, .. } => sqlx::query(sql)
             .bind(arg)
             .execute(pool)
             .await

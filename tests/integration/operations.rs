@@ -685,7 +685,7 @@ async fn first_schema_fixture_upgrades_and_is_served(backend: Backend) {
     assert_eq!(store.schema_version().await.expect("version"), 1);
     match &store {
         Store::Sqlite { pool, .. } => sqlx::raw_sql(FIXTURE).execute(pool).await.map(|_| ()),
-        Store::Postgres { pool } => sqlx::raw_sql(FIXTURE).execute(pool).await.map(|_| ()),
+        Store::Postgres { pool, .. } => sqlx::raw_sql(FIXTURE).execute(pool).await.map(|_| ()),
     }
     .expect("load the fixture");
     store.close().await;

@@ -581,7 +581,7 @@ async fn texts(app: &TestApp, sql: &str) -> Vec<String> {
     use ferry::store::Store;
     match &app.state.store {
         Store::Sqlite { pool, .. } => sqlx::query_scalar(sql).fetch_all(pool).await,
-        Store::Postgres { pool } => sqlx::query_scalar(sql).fetch_all(pool).await,
+        Store::Postgres { pool, .. } => sqlx::query_scalar(sql).fetch_all(pool).await,
     }
     .expect("query")
 }
@@ -591,9 +591,10 @@ async fn run_sql(app: &TestApp, sql: &str) {
     use ferry::store::Store;
     match &app.state.store {
         Store::Sqlite { pool, .. } => sqlx::raw_sql(sql).execute(pool).await.map(|_| ()),
-        Store::Postgres { pool } => sqlx::raw_sql(sql).execute(pool).await.map(|_| ()),
+        Store::Postgres { pool, .. } => sqlx::raw_sql(sql).execute(pool).await.map(|_| ()),
     }
     .expect("sql");
+    app.state.store.cache().forget_all();
 }
 
 async fn tokens_are_stored_only_as_hashes(backend: Backend) {

@@ -1,17 +1,144 @@
-//! The store seam itself: migrations under concurrency, leases, the sweeper.
+//! The store seam itself: migrations under concurrency, leases, the sweeper, the
+//! read cache.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ferry::store::{Store, now_ms};
+use ferry::store::{FRESH_FOR, Store, now_ms};
+use reqwest::StatusCode;
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, execute, settings_for};
+use crate::helpers::{Backend, TestApp, execute, execute_elsewhere, settings_for};
 
 both_backends!(
     concurrent_migrations_do_not_race,
     leases_are_exclusive,
-    sweeper_removes_expired_items
+    sweeper_removes_expired_items,
+    pages_follow_writes_at_once,
+    changes_made_elsewhere_show_within_fresh_for,
+    a_page_is_not_kept_past_an_item_expiry,
 );
+
+/// The ids listed by `GET /api/items`, newest first.
+async fn listed(app: &TestApp, token: &str) -> Vec<String> {
+    let res = reqwest::Client::new()
+        .get(app.url("/api/items"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(res.status(), StatusCode::OK);
+    let page: serde_json::Value = res.json().await.expect("json");
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+async fn pages_follow_writes_at_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = app.user_with_token("pat", false).await;
+    assert!(listed(&app, &token).await.is_empty());
+    // Each write is listed by the very next request, with the previous page just read.
+    let first = app.post_note(&token, "one").await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(listed(&app, &token).await, std::slice::from_ref(&first));
+    let second = app.post_note(&token, "two").await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(listed(&app, &token).await, [second.clone(), first.clone()]);
+    let res = reqwest::Client::new()
+        .delete(app.url(&format!("/api/items/{first}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(listed(&app, &token).await, [second]);
+    app.stop().await;
+}
+
+/// Poll `probe` until it holds, for `FRESH_FOR` and a generous margin at most.
+async fn eventually<F: std::future::Future<Output = bool>>(mut probe: impl FnMut() -> F) -> bool {
+    let deadline = Instant::now() + FRESH_FOR + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if probe().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// A token revoked and an item deleted by another process (a CLI command, another
+/// replica) stop being honoured and listed once the cache lets go of them.
+async fn changes_made_elsewhere_show_within_fresh_for(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = app.user_with_token("lou", false).await;
+    let id = app.post_note(&token, "going").await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(listed(&app, &token).await, std::slice::from_ref(&id));
+    execute_elsewhere(&app.state.store, "delete from items where id = $1", &id).await;
+    assert!(
+        eventually(|| async { listed(&app, &token).await.is_empty() }).await,
+        "an item deleted elsewhere is still listed"
+    );
+
+    execute_elsewhere(
+        &app.state.store,
+        "delete from api_tokens where user_id = (select id from users where name = $1)",
+        "lou",
+    )
+    .await;
+    let status = || async {
+        reqwest::Client::new()
+            .get(app.url("/api/items"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("list")
+            .status()
+    };
+    assert!(
+        eventually(|| async { status().await == StatusCode::UNAUTHORIZED }).await,
+        "a token revoked elsewhere is still accepted"
+    );
+    app.stop().await;
+}
+
+/// An item that expires sooner than `FRESH_FOR` leaves the list when it expires.
+async fn a_page_is_not_kept_past_an_item_expiry(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = app.user_with_token("kim", false).await;
+    let id = app.post_note(&token, "brief").await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let lifetime = FRESH_FOR * 2 / 5;
+    let expires_at = now_ms() + lifetime.as_millis() as i64;
+    execute(
+        &app.state.store,
+        &format!("update items set expires_at = {expires_at} where id = $1"),
+        &id,
+    )
+    .await;
+    let read_at = Instant::now();
+    assert_eq!(listed(&app, &token).await, std::slice::from_ref(&id));
+    // Past the item's expiry, still within FRESH_FOR of the page being read.
+    tokio::time::sleep(lifetime + Duration::from_millis(50)).await;
+    assert!(
+        read_at.elapsed() < FRESH_FOR,
+        "the machine was too slow to test this"
+    );
+    assert!(listed(&app, &token).await.is_empty());
+    app.stop().await;
+}
 
 async fn concurrent_migrations_do_not_race(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
