@@ -711,18 +711,27 @@ class Bench:
 
     # -- all
 
-    def run_all(self):
+    SECTIONS = ("start", "direct", "nginx", "sse", "api", "postgres", "size")
+
+    def run_all(self, only=None):
+        """Every section, or those named in `only` (start always runs: it seeds)."""
+        wanted = set(only or self.SECTIONS)
         t0 = time.monotonic()
         self.section("start", self.start)
         if self.creds is None:
             raise SystemExit("seeding failed; nothing else can run")
-        self.section("memory and transfers, direct", self.direct)
-        if self.transfer_id:
+        if wanted & {"direct", "nginx"}:
+            self.section("memory and transfers, direct", self.direct)
+        if self.transfer_id and "nginx" in wanted:
             self.section("through nginx", self.nginx)
-        self.section("live events, SQLite", self.sse_sqlite)
-        self.section("API, SQLite", self.api_sqlite)
-        self.section("PostgreSQL, two replicas", self.postgres)
-        self.section("size", self.size_section)
+        if "sse" in wanted:
+            self.section("live events, SQLite", self.sse_sqlite)
+        if "api" in wanted:
+            self.section("API, SQLite", self.api_sqlite)
+        if "postgres" in wanted:
+            self.section("PostgreSQL, two replicas", self.postgres)
+        if "size" in wanted:
+            self.section("size", self.size_section)
         return time.monotonic() - t0
 
     def cleanup(self):
@@ -745,7 +754,7 @@ def gzip_size(cmd):
     return total
 
 
-def meta(quick, secs):
+def meta(quick, secs, only=None):
     rev = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], check=False).stdout.strip()
     dirty = bool(run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
                      check=False).stdout.strip())
@@ -753,6 +762,7 @@ def meta(quick, secs):
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "revision": rev + ("+dirty" if dirty else ""),
         "mode": "quick" if quick else "full",
+        "sections": only or list(Bench.SECTIONS),
         "cpus": os.cpu_count(),
         "kernel": platform.release(),
         "loadavg_at_start": LOADAVG_AT_START,
@@ -767,17 +777,19 @@ def main():
     parser.add_argument("--load", required=True, help="the load tools (benches/load.rs) executable")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--output", default=str(OUT_DIR / "results.json"))
+    parser.add_argument("--only", action="append", choices=Bench.SECTIONS,
+                        help="run only this section (repeatable); start always runs, as it seeds")
     args = parser.parse_args()
     if not FERRY.exists():
         sys.exit(f"{FERRY} is missing: cargo build --release")
     raise_fd_limit()
     bench = Bench(args.quick, Load(args.load), args.keep)
     try:
-        secs = bench.run_all()
+        secs = bench.run_all(args.only)
     finally:
         bench.cleanup()
     results = bench.results
-    doc = {"meta": meta(args.quick, secs), "rows": results.rows, "errors": results.errors,
+    doc = {"meta": meta(args.quick, secs, args.only), "rows": results.rows, "errors": results.errors,
            "raw": results.raw}
     Path(args.output).write_text(json.dumps(doc, indent=2) + "\n")
     print_table(results)
