@@ -115,20 +115,17 @@ impl Application {
         let token = state.shutdown.clone();
         let grace = state.settings.shutdown_grace;
 
-        let app = http::router(state.clone());
-        let main = axum::serve(
+        let main = tokio::spawn(http::serve(
             listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(token.clone().cancelled_owned());
-        let main = tokio::spawn(main.into_future());
+            http::router(state.clone()),
+            token.clone(),
+        ));
         let metrics = metrics_listener.map(|l| {
-            let app = http::metrics_router(state.clone());
-            tokio::spawn(
-                axum::serve(l, app)
-                    .with_graceful_shutdown(token.clone().cancelled_owned())
-                    .into_future(),
-            )
+            tokio::spawn(http::serve(
+                l,
+                http::metrics_router(state.clone()),
+                token.clone(),
+            ))
         });
         let sweeper = tokio::spawn(sweeper::run(state.clone()));
         tracing::info!(%addr, backend = state.store.backend(), version = crate::VERSION, "ferry is listening");

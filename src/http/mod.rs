@@ -6,7 +6,10 @@ pub mod extract;
 mod health;
 pub mod items;
 pub mod pages;
+mod server;
 pub mod shares;
+
+pub use server::serve;
 
 use std::time::Instant;
 
