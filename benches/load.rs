@@ -94,6 +94,10 @@ enum Cmd {
         token: String,
         #[arg(long)]
         id: String,
+        /// Fetch this path instead of the item's content: a file nginx serves
+        /// without asking Ferry, the ceiling for X-Accel downloads.
+        #[arg(long)]
+        path: Option<String>,
         #[arg(long)]
         insecure_tls: bool,
         #[arg(long, default_value_t = 1)]
@@ -189,9 +193,13 @@ async fn run(cmd: Cmd) -> anyhow::Result<Value> {
             url,
             token,
             id,
+            path,
             insecure_tls,
             runs,
-        } => download(&url, &token, &id, insecure_tls, runs).await,
+        } => {
+            let path = path.unwrap_or_else(|| format!("/items/{id}/content"));
+            download(&url, &token, &path, insecure_tls, runs).await
+        }
         Cmd::Sse {
             url,
             post_url,
@@ -608,7 +616,7 @@ async fn upload(
 async fn download(
     url: &str,
     token: &str,
-    id: &str,
+    path: &str,
     insecure_tls: bool,
     runs: usize,
 ) -> anyhow::Result<Value> {
@@ -616,7 +624,6 @@ async fn download(
     let client = client(base, insecure_tls)?;
     let mut rates = Vec::new();
     let mut total = 0;
-    let path = format!("/items/{id}/content");
     let plain: Option<SocketAddr> = base.strip_prefix("http://").and_then(|a| a.parse().ok());
     for _ in 0..runs.max(1) {
         let t0 = Instant::now();
@@ -624,7 +631,7 @@ async fn download(
             // Plain HTTP: a lean reader, as `cat` is, so the client's own cost
             // stays small beside the server's on a machine with two cores.
             Some(addr) => {
-                let (path, token) = (path.clone(), token.to_string());
+                let (path, token) = (path.to_string(), token.to_string());
                 tokio::task::spawn_blocking(move || raw_get(addr, &path, &token)).await??
             }
             None => {

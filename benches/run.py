@@ -347,6 +347,7 @@ class Nginx:
 
         self.base = base
         self.http_port, self.https_port, self.plain_port = free_port(), free_port(), free_port()
+        self.static_port = free_port()
         cert = test_nginx.make_cert(base / "tls")
         webroot = base / "acme"
         webroot.mkdir(exist_ok=True)
@@ -356,6 +357,9 @@ class Nginx:
         tls_listen = f"listen 127.0.0.1:{self.https_port} ssl http2;"
         assert tls_listen in text
         text = text.replace(tls_listen, f"{tls_listen}\n    listen 127.0.0.1:{self.plain_port};")
+        # nginx sending the blobs with no request to Ferry: the X-Accel ceiling.
+        text += (f"\nserver {{\n    listen 127.0.0.1:{self.static_port};\n"
+                 f"    location /blobs/ {{ alias {blobs}/; }}\n}}\n")
         conf = base / "ferry.conf"
         conf.write_text(text)
         self.main = base / "nginx.conf"
@@ -384,6 +388,10 @@ class Nginx:
     @property
     def tls_url(self):
         return f"https://127.0.0.1:{self.https_port}"
+
+    @property
+    def static_url(self):
+        return f"http://127.0.0.1:{self.static_port}"
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -558,16 +566,17 @@ class Bench:
             "runs": [{"dd_mb_per_s": d, **u} for d, u in pairs],
         }
 
-    def downloads(self, url, item_id):
+    def downloads(self, url, item_id, path=None):
         """`transfer_runs` pairs of `cat FILE > /dev/null` and a download of the same
-        file, alternated; medians of the rates and of the per-pair ratios."""
+        file (the item's content, or `path`), alternated; medians of the rates and of
+        the per-pair ratios."""
         blob = self.seeded / "blobs" / item_id
         cat_rate(blob, 1)  # into the page cache
         pairs = []
         for _ in range(self.size["transfer_runs"]):
             cat = cat_rate(blob, 1)
             down = self.load("download", "--url", url, "--token", self.creds["token"], "--id", item_id,
-                             "--insecure-tls")
+                             "--insecure-tls", *(["--path", path] if path else []))
             pairs.append((cat, down["mb_per_s"]))
         return {
             "mb_per_s": statistics.median(d for _, d in pairs),
@@ -604,6 +613,15 @@ class Bench:
                           f"download {self.mb(n)} through nginx, X-Accel ({label})", down["mb_per_s"],
                           "MB/s", ref=down["ref_mb_per_s"], ref_label="cat", ratio=down["ratio"],
                           target=ratio_at_least(0.5, ">= 50% of cat"))
+                # The same file sent by nginx with no request to Ferry at all: what
+                # nginx, loopback TCP and the client reach on this machine.
+                static = self.downloads(ngx.static_url, ids["plain"], f"/blobs/{ids['plain']}")
+                R.raw["download_nginx_static"] = static
+                R.add("download.nginx_static_mb_s",
+                      f"download {self.mb(n)}, nginx serving the file alone (no Ferry; HTTP)",
+                      static["mb_per_s"], "MB/s", ref=static["ref_mb_per_s"], ref_label="cat",
+                      ratio=static["ratio"],
+                      note="the ceiling for X-Accel downloads here")
             finally:
                 ngx.stop()
 
