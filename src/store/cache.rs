@@ -19,8 +19,10 @@ use super::{Item, SessionUser, now_ms};
 /// How long a remembered answer is used before the database is asked again.
 pub const FRESH_FOR: Duration = Duration::from_secs(1);
 /// Bounds on what is remembered; past them everything is forgotten and refilled.
+/// Pages are counted in bytes: a page of 200 notes of 64 kB each is 13 MB, and
+/// anyone signed in can ask for many different pages.
 const MAX_CREDENTIALS: usize = 4096;
-const MAX_PAGES: usize = 64;
+const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Debug)]
 pub struct ReadCache {
@@ -37,11 +39,18 @@ struct Credentials(Mutex<HashMap<String, (SessionUser, Instant)>>);
 
 /// A page of items is keyed by its cursor and size, and valid while no item was
 /// written since it was read (`generation`), for `FRESH_FOR` at most, and not past
-/// the expiry of any item on it.
+/// the expiry of any item on it. Together they hold `MAX_PAGE_BYTES` at most.
 #[derive(Debug, Default)]
 struct Pages {
     generation: AtomicU64,
-    entries: Mutex<HashMap<PageKey, CachedPage>>,
+    entries: Mutex<PageEntries>,
+}
+
+#[derive(Debug, Default)]
+struct PageEntries {
+    pages: HashMap<PageKey, CachedPage>,
+    /// The sum of the pages' `bytes`.
+    bytes: usize,
 }
 
 type PageKey = (Option<String>, i64);
@@ -51,9 +60,22 @@ struct CachedPage {
     generation: u64,
     until: Instant,
     items: Arc<[Item]>,
+    bytes: usize,
+}
+
+/// About how much memory a page holds: its texts, and a few hundred bytes of ids,
+/// names and times per item.
+fn page_bytes(items: &[Item]) -> usize {
+    items
+        .iter()
+        .map(|i| {
+            300 + i.note.as_ref().map_or(0, String::len) + i.name.as_ref().map_or(0, String::len)
+        })
+        .sum()
 }
 
 /// A page read from the database, to be remembered if nothing changed meanwhile.
+#[derive(Debug)]
 pub struct PageTicket {
     key: PageKey,
     generation: u64,
@@ -136,7 +158,7 @@ impl ReadCache {
         let key = (before.map(str::to_string), limit);
         let now = Instant::now();
         let entries = lock(&pages.entries);
-        match entries.get(&key) {
+        match entries.pages.get(&key) {
             Some(page) if page.generation == generation && page.until > now => {
                 Ok(page.items.clone())
             }
@@ -155,25 +177,34 @@ impl ReadCache {
             .min()
             .map(|at| Duration::from_millis(at.saturating_sub(now_ms).max(0) as u64));
         let until = Instant::now() + expires_in.map_or(FRESH_FOR, |e| e.min(FRESH_FOR));
-        let mut entries = lock(&pages.entries);
-        if entries.len() >= MAX_PAGES {
-            entries.clear();
+        let bytes = page_bytes(&items);
+        if bytes > MAX_PAGE_BYTES {
+            return;
         }
-        entries.insert(
-            ticket.key,
-            CachedPage {
-                generation: ticket.generation,
-                until,
-                items,
-            },
-        );
+        let mut entries = lock(&pages.entries);
+        if entries.bytes + bytes > MAX_PAGE_BYTES {
+            entries.pages.clear();
+            entries.bytes = 0;
+        }
+        let page = CachedPage {
+            generation: ticket.generation,
+            until,
+            items,
+            bytes,
+        };
+        if let Some(old) = entries.pages.insert(ticket.key, page) {
+            entries.bytes -= old.bytes;
+        }
+        entries.bytes += bytes;
     }
 
     /// After an item was created or deleted (and committed): every page may differ.
     pub fn forget_pages(&self) {
         if let Some(pages) = &self.pages {
             pages.generation.fetch_add(1, Ordering::AcqRel);
-            lock(&pages.entries).clear();
+            let mut entries = lock(&pages.entries);
+            entries.pages.clear();
+            entries.bytes = 0;
         }
     }
 
@@ -181,5 +212,83 @@ impl ReadCache {
     pub fn forget_all(&self) {
         self.forget_credentials();
         self.forget_pages();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(id: &str, text_bytes: usize) -> Item {
+        Item {
+            id: id.to_string(),
+            author_id: None,
+            author_name: None,
+            kind: "note".into(),
+            name: None,
+            content_type: "text/plain".into(),
+            size: text_bytes as i64,
+            sha256: String::new(),
+            note: Some("x".repeat(text_bytes)),
+            created_at: 0,
+            expires_at: None,
+        }
+    }
+
+    fn remember(cache: &ReadCache, before: Option<&str>, items: Vec<Item>) {
+        let Err(Some(ticket)) = cache.page(before, 50) else {
+            panic!("expected a miss with a ticket");
+        };
+        cache.remember_page(ticket, items.into());
+    }
+
+    #[test]
+    fn a_page_read_before_a_write_is_not_kept() {
+        let cache = ReadCache::new(true);
+        let Err(Some(ticket)) = cache.page(None, 50) else {
+            panic!("expected a miss");
+        };
+        // A write commits while the page is being read.
+        cache.forget_pages();
+        cache.remember_page(ticket, vec![note("a", 1)].into());
+        assert!(cache.page(None, 50).is_err());
+        remember(&cache, None, vec![note("b", 1)]);
+        assert_eq!(cache.page(None, 50).expect("kept")[0].id, "b");
+    }
+
+    #[test]
+    fn pages_are_kept_within_a_byte_budget() {
+        let cache = ReadCache::new(true);
+        let big = MAX_PAGE_BYTES / 2;
+        remember(&cache, None, vec![note("a", big)]);
+        remember(&cache, Some("a"), vec![note("b", 10)]);
+        assert!(cache.page(None, 50).is_ok() && cache.page(Some("a"), 50).is_ok());
+        // Over the budget: everything is forgotten before the new page is kept.
+        remember(&cache, Some("b"), vec![note("c", big)]);
+        assert!(cache.page(None, 50).is_err() && cache.page(Some("a"), 50).is_err());
+        assert!(cache.page(Some("b"), 50).is_ok());
+        // A page larger than the budget is never kept.
+        remember(&cache, Some("c"), vec![note("d", MAX_PAGE_BYTES)]);
+        assert!(cache.page(Some("c"), 50).is_err());
+    }
+
+    #[test]
+    fn postgres_keeps_no_pages_but_keeps_credentials() {
+        let cache = ReadCache::new(false);
+        assert!(matches!(cache.page(None, 50), Err(None)));
+        let user = SessionUser {
+            id: "u".into(),
+            name: "ann".into(),
+            is_admin: false,
+            csrf_token: String::new(),
+        };
+        cache.remember_api_token("h", &user);
+        assert_eq!(cache.api_token("h").expect("kept").name, "ann");
+        assert!(
+            cache.session("h").is_none(),
+            "sessions and tokens are apart"
+        );
+        cache.forget_credentials();
+        assert!(cache.api_token("h").is_none());
     }
 }
