@@ -1,8 +1,12 @@
 //! Accepting connections and serving HTTP/1.1 on them. Ferry drives hyper's HTTP/1
 //! server itself rather than through `axum::serve`, which sniffs every connection
-//! for HTTP/2 first and has no limit on how long a client may take to send a
-//! request head. Served this way an open event stream holds less memory: 8 kB of
-//! read buffer instead of 16 kB (docs/performance.md).
+//! for HTTP/2 first. Served this way an open event stream holds less memory: 8 kB
+//! of read buffer instead of 16 kB (docs/performance.md).
+//!
+//! No timeout is set on reading a request head: hyper's also closes idle
+//! keep-alive connections, and a proxy that reuses one just as it closes (nginx
+//! keeps idle upstream connections for 60 s) would fail that request. Slow clients
+//! are the reverse proxy's to cut off (nginx: `client_header_timeout`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,22 +15,16 @@ use axum::Router;
 use axum::extract::{ConnectInfo, Request};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-/// A client that opens a connection must send its request head within this time
-/// (slow-header attacks hold connections open otherwise).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Serve `app` on `listener` until `stop` is cancelled; then accept no more and
 /// return once every open connection has finished its requests.
 pub async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) {
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
+    let http = http1::Builder::new();
     let connections = GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
