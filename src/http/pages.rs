@@ -20,7 +20,7 @@ use crate::http::extract::HtmlForm;
 use crate::http::items::{self, PAGE_SIZE};
 use crate::http::shares::{self, NewShare};
 use crate::state::AppState;
-use crate::store::{Item, now_ms, rfc3339};
+use crate::store::{Item, ItemsPage, now_ms, rfc3339};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -230,12 +230,14 @@ async fn feed(
         ),
         None => None,
     };
-    // The event id first: an item created meanwhile is then replayed to the page's
-    // live stream (which skips items it shows) rather than missed.
-    let last_event_id = state.store.latest_event_id().await?;
-    let items = state
+    // The page's live stream resumes after the event id read before the items, so
+    // an item created meanwhile is replayed (the page skips items it shows).
+    let ItemsPage {
+        items,
+        last_event_id,
+    } = state
         .store
-        .list_items(before.as_deref(), PAGE_SIZE + 1)
+        .items_page(before.as_deref(), PAGE_SIZE + 1)
         .await?;
     let (items, next_cursor) = if items.len() as i64 > PAGE_SIZE {
         let page = &items[..PAGE_SIZE as usize];

@@ -59,8 +59,17 @@ type PageKey = (Option<String>, i64);
 struct CachedPage {
     generation: u64,
     until: Instant,
-    items: Arc<[Item]>,
+    page: ItemsPage,
     bytes: usize,
+}
+
+/// A page of items, and the newest event id read just before it: the page shows
+/// every change up to that event, so a live stream that resumes after it misses
+/// nothing, however old the page.
+#[derive(Clone, Debug)]
+pub struct ItemsPage {
+    pub items: Arc<[Item]>,
+    pub last_event_id: i64,
 }
 
 /// About how much memory a page holds: its texts, and a few hundred bytes of ids,
@@ -143,12 +152,13 @@ impl ReadCache {
         self.api_tokens.forget_all();
     }
 
+    /// Whether pages are kept at all (not on PostgreSQL).
+    pub fn keeps_pages(&self) -> bool {
+        self.pages.is_some()
+    }
+
     /// The remembered page, or a ticket to remember the one about to be read.
-    pub fn page(
-        &self,
-        before: Option<&str>,
-        limit: i64,
-    ) -> Result<Arc<[Item]>, Option<PageTicket>> {
+    pub fn page(&self, before: Option<&str>, limit: i64) -> Result<ItemsPage, Option<PageTicket>> {
         let Some(pages) = &self.pages else {
             return Err(None);
         };
@@ -159,25 +169,26 @@ impl ReadCache {
         let now = Instant::now();
         let entries = lock(&pages.entries);
         match entries.pages.get(&key) {
-            Some(page) if page.generation == generation && page.until > now => {
-                Ok(page.items.clone())
+            Some(cached) if cached.generation == generation && cached.until > now => {
+                Ok(cached.page.clone())
             }
             _ => Err(Some(PageTicket { key, generation })),
         }
     }
 
-    pub fn remember_page(&self, ticket: PageTicket, items: Arc<[Item]>) {
+    pub fn remember_page(&self, ticket: PageTicket, page: ItemsPage) {
         let Some(pages) = &self.pages else {
             return;
         };
         let now_ms = now_ms();
-        let expires_in = items
+        let expires_in = page
+            .items
             .iter()
             .filter_map(|i| i.expires_at)
             .min()
             .map(|at| Duration::from_millis(at.saturating_sub(now_ms).max(0) as u64));
         let until = Instant::now() + expires_in.map_or(FRESH_FOR, |e| e.min(FRESH_FOR));
-        let bytes = page_bytes(&items);
+        let bytes = page_bytes(&page.items);
         if bytes > MAX_PAGE_BYTES {
             return;
         }
@@ -186,13 +197,13 @@ impl ReadCache {
             entries.pages.clear();
             entries.bytes = 0;
         }
-        let page = CachedPage {
+        let cached = CachedPage {
             generation: ticket.generation,
             until,
-            items,
+            page,
             bytes,
         };
-        if let Some(old) = entries.pages.insert(ticket.key, page) {
+        if let Some(old) = entries.pages.insert(ticket.key, cached) {
             entries.bytes -= old.bytes;
         }
         entries.bytes += bytes;
@@ -239,7 +250,11 @@ mod tests {
         let Err(Some(ticket)) = cache.page(before, 50) else {
             panic!("expected a miss with a ticket");
         };
-        cache.remember_page(ticket, items.into());
+        let page = ItemsPage {
+            items: items.into(),
+            last_event_id: 7,
+        };
+        cache.remember_page(ticket, page);
     }
 
     #[test]
@@ -250,10 +265,15 @@ mod tests {
         };
         // A write commits while the page is being read.
         cache.forget_pages();
-        cache.remember_page(ticket, vec![note("a", 1)].into());
+        let page = ItemsPage {
+            items: vec![note("a", 1)].into(),
+            last_event_id: 6,
+        };
+        cache.remember_page(ticket, page);
         assert!(cache.page(None, 50).is_err());
         remember(&cache, None, vec![note("b", 1)]);
-        assert_eq!(cache.page(None, 50).expect("kept")[0].id, "b");
+        let kept = cache.page(None, 50).expect("kept");
+        assert_eq!((kept.items[0].id.as_str(), kept.last_event_id), ("b", 7));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use cache::{FRESH_FOR, ReadCache};
+pub use cache::{FRESH_FOR, ItemsPage, ReadCache};
 pub use models::*;
 
 use crate::config::Settings;
@@ -514,24 +514,41 @@ impl Store {
 
     /// Newest first; `before` is the id of the last item of the previous page.
     pub async fn list_items(&self, before: Option<&str>, limit: i64) -> sqlx::Result<Arc<[Item]>> {
+        if !self.cache().keeps_pages() {
+            return Ok(self.query_items(before, limit).await?.into());
+        }
+        Ok(self.items_page(before, limit).await?.items)
+    }
+
+    /// A page of items with the newest event id read before it, for a page whose
+    /// live stream resumes after that id: an item created meanwhile is then
+    /// replayed to the stream rather than missed.
+    pub async fn items_page(&self, before: Option<&str>, limit: i64) -> sqlx::Result<ItemsPage> {
         let ticket = match self.cache().page(before, limit) {
-            Ok(items) => return Ok(items),
+            Ok(page) => return Ok(page),
             Err(ticket) => ticket,
         };
+        let last_event_id = self.latest_event_id().await?;
+        let page = ItemsPage {
+            items: self.query_items(before, limit).await?.into(),
+            last_event_id,
+        };
+        if let Some(ticket) = ticket {
+            self.cache().remember_page(ticket, page.clone());
+        }
+        Ok(page)
+    }
+
+    async fn query_items(&self, before: Option<&str>, limit: i64) -> sqlx::Result<Vec<Item>> {
         let sql = "select i.*, u.name as author_name from items i left join users u on u.id = i.author_id \
                    where (i.expires_at is null or i.expires_at > $1) and ($2 is null or i.id < $2) \
                    order by i.id desc limit $3";
-        let items: Vec<Item> = on_pool!(self, |pool| sqlx::query_as(sql)
+        on_pool!(self, |pool| sqlx::query_as(sql)
             .bind(now_ms())
             .bind(before)
             .bind(limit)
             .fetch_all(pool)
-            .await?);
-        let items: Arc<[Item]> = items.into();
-        if let Some(ticket) = ticket {
-            self.cache().remember_page(ticket, items.clone());
-        }
-        Ok(items)
+            .await)
     }
 
     /// Delete an item and record `item.deleted`. Returns the deleted item so the
