@@ -10,6 +10,7 @@ both_backends!(
     notes_round_trip_with_pagination,
     files_upload_raw_and_multipart,
     oversize_upload_is_refused_and_leaves_nothing,
+    a_refused_upload_still_gets_its_answer,
     truncated_multipart_leaves_nothing,
     filenames_are_never_paths,
     bad_ids_and_cursors,
@@ -237,6 +238,58 @@ async fn oversize_upload_is_refused_and_leaves_nothing(backend: Backend) {
     );
     assert!(app.blob_files().is_empty());
     assert_eq!(app.state.store.count_items().await.expect("count"), 0);
+    app.stop().await;
+}
+
+/// A client that sends its whole upload before reading the answer still gets the
+/// 413 when the upload is refused before its end, announced too large or found too
+/// large while streaming: the server reads and drops the rest before closing,
+/// where closing at once would reset the connection and lose the answer.
+async fn a_refused_upload_still_gets_its_answer(backend: Backend) {
+    use std::io::{Read, Write};
+
+    let app = TestApp::spawn_with(backend, |s| s.max_upload_bytes = 100_000).await;
+    let token = app.user_with_token("rex", false).await;
+    let body = vec![7u8; 4 * 1024 * 1024];
+    for chunked in [false, true] {
+        let (addr, token, body) = (app.addr, token.clone(), body.clone());
+        let answer = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+            let mut stream = std::net::TcpStream::connect(addr)?;
+            stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+            let framing = if chunked {
+                "Transfer-Encoding: chunked".to_string()
+            } else {
+                format!("Content-Length: {}", body.len())
+            };
+            write!(
+                stream,
+                "PUT /api/items?name=big.bin HTTP/1.1\r\nHost: ferry\r\n\
+                 Authorization: Bearer {token}\r\n{framing}\r\n\r\n"
+            )?;
+            if chunked {
+                for piece in body.chunks(64 * 1024) {
+                    write!(stream, "{:x}\r\n", piece.len())?;
+                    stream.write_all(piece)?;
+                    stream.write_all(b"\r\n")?;
+                }
+                stream.write_all(b"0\r\n\r\n")?;
+            } else {
+                stream.write_all(&body)?;
+            }
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer)?;
+            Ok(answer)
+        })
+        .await
+        .expect("client thread");
+        let answer = answer.unwrap_or_else(|e| panic!("chunked={chunked}: {e}"));
+        assert!(
+            answer.starts_with("HTTP/1.1 413"),
+            "chunked={chunked}: {answer}"
+        );
+        assert!(answer.contains("payload_too_large"), "{answer}");
+    }
+    assert!(app.blob_files().is_empty());
     app.stop().await;
 }
 
