@@ -16,6 +16,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::get;
 use futures_util::Stream;
 use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::CurrentUser;
 use crate::error::Result;
@@ -23,7 +24,7 @@ use crate::events::LiveEvent;
 use crate::http::extract::ApiQuery;
 use crate::metrics::Metrics;
 use crate::state::AppState;
-use crate::store::Event;
+use crate::store::{Event, Store};
 
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// At most this many missed events are replayed in one go.
@@ -60,7 +61,8 @@ async fn events(
     let guard = StreamGuard::new(state.metrics.clone());
     let stream = futures_util::stream::unfold(
         Cursor {
-            state,
+            store: state.store,
+            shutdown: state.shutdown,
             rx,
             last_id,
             backlog: VecDeque::new(),
@@ -73,8 +75,10 @@ async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")))
 }
 
+/// What one open stream holds: it is multiplied by every browser tab.
 struct Cursor {
-    state: AppState,
+    store: Store,
+    shutdown: CancellationToken,
     rx: broadcast::Receiver<LiveEvent>,
     last_id: i64,
     backlog: VecDeque<Event>,
@@ -89,12 +93,7 @@ impl Cursor {
         loop {
             if self.needs_replay {
                 self.needs_replay = false;
-                match self
-                    .state
-                    .store
-                    .events_after(self.last_id, REPLAY_BATCH)
-                    .await
-                {
+                match self.store.events_after(self.last_id, REPLAY_BATCH).await {
                     Ok(rows) => {
                         if rows.len() as i64 == REPLAY_BATCH {
                             self.needs_replay = true;
@@ -116,7 +115,7 @@ impl Cursor {
                 continue;
             }
             let received = tokio::select! {
-                _ = self.state.shutdown.cancelled() => return None,
+                _ = self.shutdown.cancelled() => return None,
                 r = self.rx.recv() => r,
             };
             match received {

@@ -9,7 +9,7 @@ pub mod dump;
 mod migrate;
 mod models;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +32,8 @@ pub const EVENTS_CHANNEL: &str = "ferry_events";
 pub enum Store {
     Sqlite {
         pool: SqlitePool,
-        path: PathBuf,
+        /// Shared: handlers clone the store with every request.
+        path: Arc<Path>,
         cache: Arc<ReadCache>,
     },
     Postgres {
@@ -127,7 +128,11 @@ impl Store {
             .with_context(|| format!("cannot open SQLite database {}", path.display()))?;
         // This process is the only writer of items on SQLite: it may keep pages.
         let cache = Arc::new(ReadCache::new(true));
-        Ok(Self::Sqlite { pool, path, cache })
+        Ok(Self::Sqlite {
+            pool,
+            path: path.into(),
+            cache,
+        })
     }
 
     pub fn backend(&self) -> &'static str {
