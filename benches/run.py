@@ -243,6 +243,17 @@ class Load:
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def stop_process(proc, secs):
+    """SIGTERM, and SIGKILL if the process is still there after `secs` seconds."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(secs)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 class Server:
     """target/release/ferry serve on a loopback port, with a clean environment."""
 
@@ -284,13 +295,7 @@ class Server:
         return self.log_path.read_text(errors="replace")[-3000:]
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, 30)
         if getattr(self, "log", None):
             self.log.close()
 
@@ -394,12 +399,7 @@ class Nginx:
         return f"http://127.0.0.1:{self.static_port}"
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc, 20)
 
 
 # ---------------------------------------------------------------- references
