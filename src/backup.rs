@@ -35,6 +35,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncBufReadExt;
 
 use crate::config::Settings;
+use crate::domain::ByteSize;
 use crate::store::dump::{Column, DataTx, Row, Table, TableSum, row_line};
 use crate::store::{Store, now_ms, rfc3339};
 
@@ -192,24 +193,8 @@ fn summary(manifest: &Manifest) -> String {
             "item"
         ),
         plural(manifest.blobs.len() as u64, "file"),
-        human_bytes(manifest.blobs.values().map(|b| b.size).sum())
+        ByteSize(manifest.blobs.values().map(|b| b.size).sum())
     )
-}
-
-/// 1536 -> "1.5 KiB".
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 fn percent(done: u64, total: u64) -> u64 {
@@ -551,8 +536,8 @@ fn write_archive<W: Write>(
                 format!(
                     "backup: files {}/{total_files}, {} of {} ({}%)",
                     n + 1,
-                    human_bytes(base + read),
-                    human_bytes(total_bytes),
+                    ByteSize(base + read),
+                    ByteSize(total_bytes),
                     percent(base + read, total_bytes)
                 )
             })
@@ -586,7 +571,7 @@ fn write_archive<W: Write>(
         progress.say(format!(
             "backup: files {}/{total_files}, {}",
             manifest.blobs.len(),
-            human_bytes(done_bytes)
+            ByteSize(done_bytes)
         ));
     }
     manifest.counts.insert(
@@ -853,11 +838,11 @@ fn read_archive(
         progress.tick(|| match total {
             Some(total) => format!(
                 "restore: reading archive: {} of {} ({}%)",
-                human_bytes(read),
-                human_bytes(total),
+                ByteSize(read),
+                ByteSize(total),
                 percent(read, total)
             ),
-            None => format!("restore: reading archive: {}", human_bytes(read)),
+            None => format!("restore: reading archive: {}", ByteSize(read)),
         })
     };
     for entry in tar.entries().context("not a tar archive")? {
@@ -1170,10 +1155,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_read_well() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    fn percentages_round_down_and_cap() {
         assert_eq!(percent(1, 0), 100);
         assert_eq!(percent(50, 200), 25);
     }

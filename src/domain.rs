@@ -277,6 +277,48 @@ impl ByteRange {
     }
 }
 
+/// A count of bytes, shown to people in binary units: 1536 reads "1.5 KiB".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl std::fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+        let mut value = self.0 as f64;
+        let mut unit = 0;
+        while value >= 1024.0 && unit < UNITS.len() - 1 {
+            value /= 1024.0;
+            unit += 1;
+        }
+        if unit == 0 {
+            write!(f, "{} B", self.0)
+        } else {
+            write!(f, "{value:.1} {}", UNITS[unit])
+        }
+    }
+}
+
+/// What an item holds. Stored as its `as_str` text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ItemKind {
+    Note,
+    File,
+}
+
+impl ItemKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Note => "note",
+            Self::File => "file",
+        }
+    }
+
+    /// Rows written by any version hold one of the two; anything else is a file.
+    pub fn from_stored(s: &str) -> Self {
+        if s == "note" { Self::Note } else { Self::File }
+    }
+}
+
 /// Opaque pagination cursor: the id of the last item of the previous page.
 pub fn parse_cursor(s: &str) -> Result<uuid::Uuid, String> {
     uuid::Uuid::parse_str(s.trim()).map_err(|_| format!("cursor {s:?} is not valid"))
@@ -290,6 +332,13 @@ pub fn parse_item_id(s: &str) -> Option<uuid::Uuid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(ByteSize(512).to_string(), "512 B");
+        assert_eq!(ByteSize(1536).to_string(), "1.5 KiB");
+        assert_eq!(ByteSize(3 * 1024 * 1024 * 1024).to_string(), "3.0 GiB");
+    }
 
     #[test]
     fn filenames_lose_paths_and_control_characters() {

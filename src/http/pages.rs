@@ -144,21 +144,6 @@ fn expiry_options(default: Expiry) -> Vec<ExpiryOption> {
         .collect()
 }
 
-pub fn size_label(bytes: i64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut size = bytes as f64;
-    let mut unit = 0;
-    while size >= 1000.0 && unit < UNITS.len() - 1 {
-        size /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{size:.1} {}", UNITS[unit])
-    }
-}
-
 pub struct ItemView {
     id: String,
     is_note: bool,
@@ -182,7 +167,7 @@ impl ItemView {
                 && item.content_type != "image/svg+xml",
             text: item.note.clone().unwrap_or_default(),
             name: item.name.clone().unwrap_or_default(),
-            size_label: size_label(item.size),
+            size_label: crate::domain::ByteSize(item.size.max(0) as u64).to_string(),
             author: item
                 .author_name
                 .clone()

@@ -18,7 +18,6 @@ use crate::domain::{DisplayName, Expiry};
 use crate::error::{AppError, Result};
 use crate::http::extract::ApiJson;
 use crate::http::items::{find_item, serve_content};
-use crate::http::pages::size_label;
 use crate::state::AppState;
 use crate::store::{Item, Share, now_ms, rfc3339};
 
@@ -345,7 +344,7 @@ async fn show(
         page.name = DisplayName::clean(item.name.as_deref().unwrap_or("file"))
             .as_str()
             .to_string();
-        page.size_label = size_label(item.size);
+        page.size_label = crate::domain::ByteSize(item.size.max(0) as u64).to_string();
         page.password = password;
     }
     Ok(page.respond(StatusCode::OK))
