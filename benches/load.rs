@@ -24,6 +24,7 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
 use ferry::auth::{random_token, token_hash};
 use ferry::config::Settings;
+use ferry::domain::ItemKind;
 use ferry::store::{Item, Store, now_ms};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -293,7 +294,7 @@ async fn seed(database_url: &str, data_dir: &Path, items: usize) -> anyhow::Resu
                 q.push_values(chunk, |mut b, (item, _)| {
                     b.push_bind(&item.id)
                         .push_bind(&item.author_id)
-                        .push_bind(&item.kind)
+                        .push_bind(item.kind.as_str())
                         .push_bind(&item.name)
                         .push_bind(&item.content_type)
                         .push_bind(item.size)
@@ -354,7 +355,7 @@ fn bench_items(n: usize, author: &str) -> Vec<(Item, String)> {
                 id: id.to_string(),
                 author_id: Some(author.to_string()),
                 author_name: Some("bench".into()),
-                kind: if file { "file" } else { "note" }.into(),
+                kind: if file { ItemKind::File } else { ItemKind::Note },
                 name: file.then(|| format!("scan-{i}.pdf")),
                 content_type: if file {
                     "application/pdf"
@@ -372,7 +373,8 @@ fn bench_items(n: usize, author: &str) -> Vec<(Item, String)> {
                 created_at,
                 expires_at: None,
             };
-            let payload = item.to_json().to_string();
+            let payload =
+                serde_json::to_string(&ferry::app::views::ItemJson::new(&item)).unwrap_or_default();
             (item, payload)
         })
         .collect()

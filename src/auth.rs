@@ -1,25 +1,18 @@
-//! Passwords, tokens, sessions and the login rate limit.
+//! Passwords, tokens and the login rate limit: the rules and the cryptography,
+//! with no web types.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::{HeaderMap, Method, header, request::Parts};
-use ipnet::IpNet;
 use rand::RngCore;
 use subtle::ConstantTimeEq;
 
 use crate::blobs::{hex, sha256_hex};
-use crate::error::AppError;
-use crate::state::AppState;
-use crate::store::SessionUser;
 
-pub const SESSION_COOKIE: &str = "ferry_session";
-pub const CSRF_HEADER: &str = "x-csrf-token";
 pub const MIN_PASSWORD_CHARS: usize = 8;
 
 fn argon2() -> Argon2<'static> {
@@ -115,204 +108,8 @@ pub fn token_hash(token: &str) -> String {
     sha256_hex(token.as_bytes())
 }
 
-/// Create an API token for a user; returns the secret, which is shown once and
-/// stored only as its hash.
-pub async fn issue_api_token(
-    store: &crate::store::Store,
-    user_id: &str,
-    name: &str,
-) -> sqlx::Result<String> {
-    let secret = random_token();
-    store
-        .create_api_token(user_id, name, &token_hash(&secret))
-        .await?;
-    Ok(secret)
-}
-
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
-}
-
-pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
-pub fn session_cookie(token: &str, max_age: Duration, secure: bool) -> String {
-    format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
-        max_age.as_secs(),
-        if secure { "; Secure" } else { "" }
-    )
-}
-
-pub fn clear_session_cookie(secure: bool) -> String {
-    session_cookie("", Duration::ZERO, secure)
-}
-
-/// How the current request proved who it is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Credential {
-    Session,
-    ApiToken,
-}
-
-/// The signed-in user. Rejects with 401 when there is none.
-#[derive(Clone, Debug)]
-pub struct CurrentUser {
-    pub user: SessionUser,
-    pub credential: Credential,
-    /// Hash of the session token, to end this session on logout.
-    pub session_hash: Option<String>,
-}
-
-impl CurrentUser {
-    /// Check the CSRF token of a cookie-authenticated state change. Bearer tokens
-    /// are not sent by browsers on their own, so they need none.
-    pub fn check_csrf(&self, presented: Option<&str>) -> Result<(), AppError> {
-        if self.credential == Credential::ApiToken {
-            return Ok(());
-        }
-        match presented {
-            Some(t) if !t.is_empty() && constant_time_eq(t, &self.user.csrf_token) => Ok(()),
-            _ => Err(AppError::Forbidden(
-                "missing or invalid CSRF token; reload the page and try again",
-            )),
-        }
-    }
-}
-
-impl FromRequestParts<AppState> for CurrentUser {
-    type Rejection = AppError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        if let Some(user) = parts.extensions.get::<CurrentUser>() {
-            return Ok(user.clone());
-        }
-        let found = authenticate(&parts.headers, state).await?;
-        let user = found.ok_or(AppError::Unauthorized)?;
-        // Cookie-authenticated API writes must carry the CSRF header.
-        if user.credential == Credential::Session
-            && parts.uri.path().starts_with("/api/")
-            && !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
-        {
-            user.check_csrf(parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()))?;
-        }
-        parts.extensions.insert(user.clone());
-        Ok(user)
-    }
-}
-
-/// The signed-in user, if any.
-pub struct MaybeUser(pub Option<CurrentUser>);
-
-impl FromRequestParts<AppState> for MaybeUser {
-    type Rejection = AppError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        match CurrentUser::from_request_parts(parts, state).await {
-            Ok(user) => Ok(Self(Some(user))),
-            Err(AppError::Unauthorized) => Ok(Self(None)),
-            Err(e) => Err(e),
-        }
-    }
-}
-
-async fn authenticate(
-    headers: &HeaderMap,
-    state: &AppState,
-) -> Result<Option<CurrentUser>, AppError> {
-    if let Some(auth) = headers.get(header::AUTHORIZATION) {
-        let token = auth
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or(AppError::Unauthorized)?;
-        let user = state.store.api_token_user(&token_hash(token)).await?;
-        return Ok(user.map(|user| CurrentUser {
-            user,
-            credential: Credential::ApiToken,
-            session_hash: None,
-        }));
-    }
-    let Some(token) = cookie_value(headers, SESSION_COOKIE).filter(|t| !t.is_empty()) else {
-        return Ok(None);
-    };
-    let hash = token_hash(token);
-    let user = state.store.session(&hash).await?;
-    Ok(user.map(|user| CurrentUser {
-        user,
-        credential: Credential::Session,
-        session_hash: Some(hash),
-    }))
-}
-
-/// The client address: the TCP peer, or the address a trusted proxy reports.
-/// X-Forwarded-For is read right to left, skipping trusted proxies, so a client
-/// cannot choose its address by sending the header itself.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    if !trusted.iter().any(|n| n.contains(&peer)) {
-        return peer;
-    }
-    let forwarded = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect::<Vec<_>>();
-    let mut ip = peer;
-    for hop in forwarded.iter().rev() {
-        match hop.parse::<IpAddr>() {
-            Ok(addr) => {
-                ip = addr;
-                if !trusted.iter().any(|n| n.contains(&addr)) {
-                    break;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    ip
-}
-
-/// The client's address as `client_ip` decides it, for rate limits and logs.
-pub struct ClientIp(pub IpAddr);
-
-impl FromRequestParts<AppState> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        Ok(Self(client_ip(
-            peer,
-            &parts.headers,
-            &state.settings.trusted_proxies,
-        )))
-    }
 }
 
 /// Failed-login counter per client IP and per account, in this process. With
@@ -398,24 +195,6 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_is_believed_only_from_trusted_proxies() {
-        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-forwarded-for",
-            "1.2.3.4, 6.6.6.6, 10.0.0.7".parse().expect("hv"),
-        );
-        let proxy: IpAddr = "10.0.0.1".parse().expect("ip");
-        let stranger: IpAddr = "5.5.5.5".parse().expect("ip");
-        assert_eq!(
-            client_ip(proxy, &headers, &trusted),
-            "6.6.6.6".parse::<IpAddr>().expect("ip")
-        );
-        assert_eq!(client_ip(stranger, &headers, &trusted), stranger);
-        assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
-    }
-
-    #[test]
     fn limiter_blocks_after_repeated_failures() {
         let limiter = LoginLimiter::default();
         let ip: IpAddr = "192.0.2.1".parse().expect("ip");
@@ -425,19 +204,5 @@ mod tests {
         }
         assert!(limiter.check(ip, "Alice").is_err());
         assert!(limiter.check(ip, "bob").is_ok());
-    }
-
-    #[test]
-    fn cookies_parse() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::COOKIE,
-            "a=1; ferry_session=abc; b=2".parse().expect("hv"),
-        );
-        assert_eq!(cookie_value(&headers, SESSION_COOKIE), Some("abc"));
-        assert!(session_cookie("t", Duration::from_secs(60), true).contains("; Secure"));
-        assert!(
-            session_cookie("t", Duration::from_secs(60), false).contains("HttpOnly; SameSite=Lax")
-        );
     }
 }

@@ -1174,7 +1174,7 @@ mod tests {
             id: uuid::Uuid::now_v7().to_string(),
             author_id: None,
             author_name: None,
-            kind: "file".into(),
+            kind: crate::domain::ItemKind::File,
             name: Some("a.bin".into()),
             content_type: "application/octet-stream".into(),
             size: 3,
@@ -1183,7 +1183,7 @@ mod tests {
             created_at: now_ms(),
             expires_at: None,
         };
-        store.insert_item(&kept).await.expect("insert");
+        store.insert_item(&kept, "{}").await.expect("insert");
         let header = Header {
             format: FORMAT,
             ferry_version: crate::VERSION.into(),

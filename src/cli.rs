@@ -8,8 +8,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use crate::auth::{check_password_rules, check_user_name, hash_password, issue_api_token};
+use crate::app::{App, accounts};
+use crate::auth::{check_password_rules, check_user_name};
+use crate::blobs::Blobs;
 use crate::config::Settings;
+use crate::domain::rfc3339;
+use crate::error::AppError;
+use crate::events::EventHub;
 use crate::startup::{Application, shutdown_signal};
 use crate::store::Store;
 use crate::telemetry;
@@ -161,8 +166,18 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::User(cmd) => user(cmd, &open_store(&settings).await?).await,
-        Command::Token(cmd) => token(cmd, &open_store(&settings).await?).await,
+        Command::User(cmd) => {
+            let app = open_app(settings).await?;
+            let done = user(cmd, &app).await;
+            app.close().await;
+            done
+        }
+        Command::Token(cmd) => {
+            let app = open_app(settings).await?;
+            let done = token(cmd, &app).await;
+            app.close().await;
+            done
+        }
         Command::Backup { output } => {
             let progress = crate::backup::Progress::stderr();
             crate::backup::backup(&settings, &output, &progress)
@@ -197,80 +212,75 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-async fn user(cmd: UserCommand, store: &Store) -> anyhow::Result<()> {
+/// The use cases for an admin command: the database as `open_store` opens it, the
+/// data directory, and no live streams.
+async fn open_app(settings: Settings) -> anyhow::Result<App> {
+    let store = open_store(&settings).await?;
+    let blobs = Blobs::open(&settings.data_dir, settings.min_free_bytes)?;
+    Ok(App::new(
+        settings.into(),
+        store,
+        blobs,
+        EventHub::detached(),
+    ))
+}
+
+async fn user(cmd: UserCommand, app: &App) -> anyhow::Result<()> {
     match cmd {
         UserCommand::Add { name, admin } => {
+            // Before asking for a password nobody could use.
             check_user_name(&name).map_err(anyhow::Error::msg)?;
             let password = read_new_password()?;
-            let hash = hash_password(password).await?;
-            match store.create_user(&name, &hash, admin).await? {
-                Some(_) => println!("created user {name}{}", if admin { " (admin)" } else { "" }),
-                None => bail!("a user named {name} already exists"),
-            }
+            accounts::create_user(app, &name, password, admin).await?;
+            println!("created user {name}{}", if admin { " (admin)" } else { "" });
         }
         UserCommand::List => {
-            for u in store.list_users().await? {
+            for u in accounts::list_users(app).await? {
                 println!(
                     "{}\t{}\t{}",
                     u.name,
                     if u.is_admin { "admin" } else { "member" },
-                    crate::store::rfc3339(u.created_at)
+                    rfc3339(u.created_at)
                 );
             }
         }
         UserCommand::Passwd { name } => {
-            let user = store
-                .user_by_name(&name)
-                .await?
-                .with_context(|| format!("no user named {name}"))?;
-            let hash = hash_password(read_new_password()?).await?;
-            store.set_password(&user.id, &hash).await?;
+            accounts::find_user(app, &name).await?;
+            accounts::set_password(app, &name, read_new_password()?).await?;
             println!("password changed for {name}; their sessions were ended");
         }
         UserCommand::Delete { name } => {
-            if !store.delete_user(&name).await? {
-                bail!("no user named {name}");
-            }
+            accounts::delete_user(app, &name).await?;
             println!("deleted user {name}");
         }
     }
     Ok(())
 }
 
-async fn token(cmd: TokenCommand, store: &Store) -> anyhow::Result<()> {
-    let user_id = |name: String| async move {
-        store
-            .user_by_name(&name)
-            .await?
-            .map(|u| u.id)
-            .with_context(|| format!("no user named {name}"))
-    };
+async fn token(cmd: TokenCommand, app: &App) -> anyhow::Result<()> {
     match cmd {
         TokenCommand::Create { name, user } => {
-            let user_id = user_id(user).await?;
-            let secret = issue_api_token(store, &user_id, &name).await?;
+            let owner = accounts::find_user(app, &user).await?;
+            let secret = accounts::create_token(app, &owner.id, &name).await?;
             // Only the token on stdout, so scripts can capture it.
             println!("{secret}");
             eprintln!("token {name} created; it is shown only once");
         }
         TokenCommand::List { user } => {
-            for t in store.list_api_tokens(&user_id(user).await?).await? {
+            let owner = accounts::find_user(app, &user).await?;
+            for t in accounts::list_tokens(app, &owner.id).await? {
                 let used = t
                     .last_used_at
-                    .map(crate::store::rfc3339)
+                    .map(rfc3339)
                     .unwrap_or_else(|| "never used".into());
-                println!(
-                    "{}\t{}\t{}\t{}",
-                    t.id,
-                    t.name,
-                    crate::store::rfc3339(t.created_at),
-                    used
-                );
+                println!("{}\t{}\t{}\t{}", t.id, t.name, rfc3339(t.created_at), used);
             }
         }
         TokenCommand::Revoke { name, user } => {
-            if store.revoke_api_token(&user_id(user).await?, &name).await? == 0 {
-                bail!("no such token");
+            let owner = accounts::find_user(app, &user).await?;
+            match accounts::revoke_token(app, &owner.id, &name).await {
+                Err(AppError::NotFound) => bail!("no such token"),
+                other => other?,
             }
             println!("revoked");
         }

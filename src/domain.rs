@@ -312,11 +312,26 @@ impl ItemKind {
             Self::File => "file",
         }
     }
+}
 
-    /// Rows written by any version hold one of the two; anything else is a file.
-    pub fn from_stored(s: &str) -> Self {
+/// Rows written by any version hold one of the two; anything else reads as a file.
+impl From<String> for ItemKind {
+    fn from(s: String) -> Self {
         if s == "note" { Self::Note } else { Self::File }
     }
+}
+
+/// The time now as unix milliseconds, the form every instant is stored in.
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// A unix-millisecond instant as RFC 3339 text, in UTC.
+pub fn rfc3339(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 /// Opaque pagination cursor: the id of the last item of the previous page.

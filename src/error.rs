@@ -1,10 +1,6 @@
-//! One error type for every handler. Client errors carry a stable code and a
-//! message; server errors are logged and answered with a generic body.
-
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde_json::json;
+//! One error type for every use case. Client errors carry a stable code and a
+//! message; server errors keep their details for the log. How each is answered over
+//! HTTP (status, JSON or a page) is decided in one place, `http/error.rs`.
 
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
 
@@ -37,23 +33,6 @@ pub enum AppError {
 }
 
 impl AppError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::NotFound => StatusCode::NOT_FOUND,
-            Self::Gone(_) => StatusCode::GONE,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Database(sqlx::Error::RowNotFound) => StatusCode::NOT_FOUND,
-            Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
     /// Stable machine-readable code for API clients.
     pub fn code(&self) -> &'static str {
         match self {
@@ -81,38 +60,17 @@ impl AppError {
     }
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        if status.is_server_error()
-            && status != StatusCode::SERVICE_UNAVAILABLE
-            && status != StatusCode::INSUFFICIENT_STORAGE
-        {
-            tracing::error!(error = ?self, "request failed");
+/// An upload that failed while streaming, as the client is told.
+impl From<crate::blobs::UploadError> for AppError {
+    fn from(e: crate::blobs::UploadError) -> Self {
+        use crate::blobs::UploadError;
+        match e {
+            UploadError::TooLarge { limit } => Self::PayloadTooLarge { limit },
+            UploadError::NoSpace => Self::InsufficientStorage,
+            UploadError::Body(msg) => {
+                Self::BadRequest(format!("the upload was interrupted or malformed: {msg}"))
+            }
+            UploadError::Io(e) => Self::Internal(e.into()),
         }
-        let mut response = (
-            status,
-            Json(json!({ "error": self.code(), "message": self.public_message() })),
-        )
-            .into_response();
-        let headers = response.headers_mut();
-        match self {
-            Self::TooManyRequests { retry_after } => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-            }
-            Self::RangeNotSatisfiable { len } => {
-                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                    headers.insert(header::CONTENT_RANGE, v);
-                }
-            }
-            Self::Unauthorized => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"ferry\""),
-                );
-            }
-            _ => {}
-        }
-        response
     }
 }

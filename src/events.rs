@@ -45,6 +45,13 @@ impl EventHub {
         Ok(hub)
     }
 
+    /// A hub for a command that serves no live streams: what it announces reaches
+    /// other processes through the events table (and, on PostgreSQL, NOTIFY).
+    pub fn detached() -> Self {
+        let (tx, _) = broadcast::channel(1);
+        Self { tx, direct: false }
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
         self.tx.subscribe()
     }

@@ -1,5 +1,6 @@
 //! Ferry: a self-hosted drop box for notes and files that appear live on every device.
 
+pub mod app;
 pub mod auth;
 pub mod backup;
 pub mod blobs;
@@ -12,9 +13,7 @@ pub mod http;
 pub mod metrics;
 pub mod migrate_db;
 pub mod startup;
-pub mod state;
 pub mod store;
-pub mod sweeper;
 pub mod telemetry;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

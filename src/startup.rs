@@ -9,14 +9,12 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{LoginLimiter, random_token, token_hash};
+use crate::app::{App, accounts, sweeper};
 use crate::blobs::Blobs;
 use crate::config::Settings;
 use crate::events::EventHub;
-use crate::metrics::Metrics;
-use crate::state::AppState;
+use crate::http::{self, AppState};
 use crate::store::Store;
-use crate::{http, sweeper};
 
 pub struct Application {
     listener: TcpListener,
@@ -68,12 +66,7 @@ impl Application {
         let shutdown = CancellationToken::new();
         let events = EventHub::start(&store, shutdown.clone()).await?;
         let state = AppState {
-            settings: Arc::new(settings),
-            store,
-            blobs: Arc::new(blobs),
-            events,
-            metrics: Arc::new(Metrics::default()),
-            limiter: Arc::new(LoginLimiter::default()),
+            app: App::new(Arc::new(settings), store, blobs, events),
             shutdown,
         };
         Ok(Self {
@@ -93,6 +86,11 @@ impl Application {
             .and_then(|l| l.local_addr().ok())
     }
 
+    pub fn app(&self) -> &App {
+        &self.state.app
+    }
+
+    /// What the HTTP handlers are given, for serving the router without a listener.
     pub fn state(&self) -> &AppState {
         &self.state
     }
@@ -109,11 +107,11 @@ impl Application {
             state,
         } = self;
         let addr = listener.local_addr()?;
-        if let Err(e) = announce_setup(&state, addr).await {
+        if let Err(e) = announce_setup(&state.app, addr).await {
             tracing::warn!(error = ?e, "cannot check for a first user (is the schema migrated?)");
         }
         let token = state.shutdown.clone();
-        let grace = state.settings.shutdown_grace;
+        let grace = state.app.settings().shutdown_grace;
 
         let main = tokio::spawn(http::serve(
             listener,
@@ -127,8 +125,8 @@ impl Application {
                 token.clone(),
             ))
         });
-        let sweeper = tokio::spawn(sweeper::run(state.clone()));
-        tracing::info!(%addr, backend = state.store.backend(), version = crate::VERSION, "ferry is listening");
+        let sweeper = tokio::spawn(sweeper::run(state.app.clone(), token.clone()));
+        tracing::info!(%addr, backend = state.app.store().backend(), version = crate::VERSION, "ferry is listening");
 
         tokio::select! {
             _ = shutdown => tracing::info!("shutting down: no new connections; finishing in-flight requests"),
@@ -149,8 +147,7 @@ impl Application {
             );
         }
         sweeper.abort();
-        state.blobs.release_tmp();
-        state.store.close().await;
+        state.app.close().await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -173,13 +170,11 @@ fn raise_fd_limit() {
 
 /// With no users yet, print a one-time link that lets the first visitor become
 /// the admin. Every start without users prints a fresh link.
-async fn announce_setup(state: &AppState, addr: SocketAddr) -> anyhow::Result<()> {
-    if state.store.count_users().await? > 0 {
+async fn announce_setup(app: &App, addr: SocketAddr) -> anyhow::Result<()> {
+    let Some(token) = accounts::issue_setup_token(app).await? else {
         return Ok(());
-    }
-    let token = random_token();
-    state.store.add_setup_token(&token_hash(&token)).await?;
-    let base = match &state.settings.public_url {
+    };
+    let base = match &app.settings().public_url {
         Some(url) => url.as_str().trim_end_matches('/').to_string(),
         None => format!("http://{addr}"),
     };

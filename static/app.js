@@ -5,67 +5,24 @@
   document.documentElement.classList.add("js");
   var csrfMeta = document.querySelector('meta[name="csrf-token"]');
   var csrf = csrfMeta ? csrfMeta.content : "";
-  var userMeta = document.querySelector('meta[name="ferry-user"]');
-  var me = userMeta ? userMeta.content : null;
-  var admin = userMeta ? userMeta.getAttribute("data-admin") === "true" : false;
-
   function localTime(el) {
     var d = new Date(el.getAttribute("datetime"));
     if (!isNaN(d)) el.textContent = d.toLocaleString();
   }
 
-  function sizeLabel(bytes) {
-    var units = ["B", "KB", "MB", "GB", "TB"], i = 0, n = bytes;
-    while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
-    return i === 0 ? bytes + " B" : n.toFixed(1) + " " + units[i];
-  }
-
-  function el(tag, attrs, text) {
-    var e = document.createElement(tag);
-    Object.keys(attrs || {}).forEach(function (k) { e.setAttribute(k, attrs[k]); });
-    if (text !== undefined) e.textContent = text;
-    return e;
-  }
-
-  // Build a card like templates/item_card.html. Text goes through textContent only.
-  function card(item) {
-    var li = el("li", { "class": "item card new", id: "item-" + item.id, "data-id": item.id });
-    var meta = el("div", { "class": "meta" });
-    meta.appendChild(el("span", { "class": "author" }, item.author || ""));
-    var t = el("time", { datetime: item.created_at }, item.created_at);
-    localTime(t);
-    meta.appendChild(t);
-    if (item.expires_at) {
-      var exp = el("span", { "class": "expires", title: "expires" }, "⏳ ");
-      var et = el("time", { datetime: item.expires_at }, item.expires_at);
-      localTime(et);
-      exp.appendChild(et);
-      meta.appendChild(exp);
-    }
-    li.appendChild(meta);
-    if (item.kind === "note") {
-      li.appendChild(el("pre", { "class": "note" }, item.text || ""));
-    } else {
-      var p = el("p", { "class": "file" });
-      p.appendChild(el("a", { href: item.content_url, download: "" }, item.name || "file"));
-      p.appendChild(document.createTextNode(" "));
-      p.appendChild(el("span", { "class": "size" }, sizeLabel(item.size)));
-      li.appendChild(p);
-      if (/^image\/(png|jpeg|gif|webp|avif)/.test(item.content_type)) {
-        li.appendChild(el("img", { "class": "preview", src: item.content_url, alt: item.name || "", loading: "lazy" }));
-      }
-    }
-    var actions = el("div", { "class": "actions" });
-    if (item.kind === "note") actions.appendChild(el("button", { type: "button", "class": "link copy", "data-copy": item.id }, "Copy"));
-    actions.appendChild(el("a", { href: "/items/" + item.id }, "Share…"));
-    if (admin || (me !== null && item.author === me)) {
-      var del = el("form", { method: "post", action: "/items/" + item.id + "/delete", "class": "inline delete" });
-      del.appendChild(el("input", { type: "hidden", name: "csrf", value: csrf }));
-      del.appendChild(el("button", { type: "submit", "class": "link danger" }, "Delete"));
-      actions.appendChild(del);
-    }
-    li.appendChild(actions);
-    return li;
+  // A live item's card, as the server renders it for this user (templates/item_card.html).
+  function fetchCard(id) {
+    return fetch("/items/" + encodeURIComponent(id) + "/card", { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (html === null) return null;
+        var t = document.createElement("template");
+        t.innerHTML = html.trim();
+        var li = t.content.firstElementChild;
+        li.classList.add("new");
+        li.querySelectorAll("time[datetime]").forEach(localTime);
+        return li;
+      });
   }
 
   function live(feed) {
@@ -74,12 +31,17 @@
     // browser sends Last-Event-ID itself, which takes precedence.
     var after = feed.getAttribute("data-after");
     var source = new EventSource(after ? "/events?after=" + encodeURIComponent(after) : "/events");
+    // Cards are fetched one after another, so they are inserted in event order.
+    var queue = Promise.resolve();
     source.addEventListener("item.created", function (e) {
-      var item = JSON.parse(e.data);
-      if (document.getElementById("item-" + item.id)) return;
-      var empty = document.getElementById("empty");
-      if (empty) empty.remove();
-      feed.insertBefore(card(item), feed.firstChild);
+      var id = JSON.parse(e.data).id;
+      if (document.getElementById("item-" + id)) return;
+      queue = queue.then(function () { return fetchCard(id); }).then(function (li) {
+        if (!li || document.getElementById("item-" + id)) return;
+        var empty = document.getElementById("empty");
+        if (empty) empty.remove();
+        feed.insertBefore(li, feed.firstChild);
+      }).catch(function () { /* the next event or a reload brings it */ });
     });
     source.addEventListener("item.deleted", function (e) {
       var gone = document.getElementById("item-" + JSON.parse(e.data).id);
@@ -88,12 +50,12 @@
     source.addEventListener("resync", function () { window.location.reload(); });
   }
 
+  // Each upload's row is a copy of the feed's <template id="upload-row">.
   function upload(file, list, expires) {
-    var row = el("li");
-    var label = el("span", {}, file.name + " (" + sizeLabel(file.size) + ")");
-    var bar = el("progress", { max: "100", value: "0" });
-    row.appendChild(label);
-    row.appendChild(bar);
+    var row = document.getElementById("upload-row").content.firstElementChild.cloneNode(true);
+    var label = row.querySelector(".name");
+    var bar = row.querySelector("progress");
+    label.textContent = file.name;
     list.appendChild(row);
     var form = new FormData();
     form.append("expires", expires);
@@ -141,7 +103,7 @@
     if (navigator.clipboard && window.isSecureContext) {
       navigator.clipboard.writeText(text).then(done);
     } else {
-      var area = el("textarea"); area.value = text; document.body.appendChild(area); area.select();
+      var area = document.createElement("textarea"); area.value = text; document.body.appendChild(area); area.select();
       try { document.execCommand("copy"); done(); } finally { area.remove(); }
     }
   }

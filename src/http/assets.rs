@@ -7,8 +7,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use super::AppState;
 use crate::error::AppError;
-use crate::state::AppState;
 
 const ASSETS: &[(&str, &str, &str)] = &[
     (

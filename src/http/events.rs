@@ -18,13 +18,12 @@ use futures_util::Stream;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::CurrentUser;
+use super::AppState;
+use super::extract::{ApiQuery, CurrentUser};
+use crate::app::{App, Event, live};
 use crate::error::Result;
 use crate::events::LiveEvent;
-use crate::http::extract::ApiQuery;
 use crate::metrics::Metrics;
-use crate::state::AppState;
-use crate::store::{Event, Store};
 
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// At most this many missed events are replayed in one go.
@@ -46,7 +45,7 @@ async fn events(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
     // Subscribe before reading the backlog so nothing falls between the two.
-    let rx = state.events.subscribe();
+    let rx = live::subscribe(&state.app);
     // A reconnecting browser sends Last-Event-ID; a page opening its first stream
     // passes ?after= with the last event it rendered, so nothing falls between
     // the page load and the connection. Otherwise the stream starts from now.
@@ -56,12 +55,12 @@ async fn events(
         .and_then(|v| v.trim().parse::<i64>().ok());
     let last_id = match header_id.or(query.after) {
         Some(id) => id,
-        None => state.store.latest_event_id().await?,
+        None => live::latest_event_id(&state.app).await?,
     };
-    let guard = StreamGuard::new(state.metrics.clone());
+    let guard = StreamGuard::new(state.app.metrics().clone());
     let stream = futures_util::stream::unfold(
         Cursor {
-            store: state.store,
+            app: state.app,
             shutdown: state.shutdown,
             rx,
             last_id,
@@ -77,7 +76,7 @@ async fn events(
 
 /// What one open stream holds: it is multiplied by every browser tab.
 struct Cursor {
-    store: Store,
+    app: App,
     shutdown: CancellationToken,
     rx: broadcast::Receiver<LiveEvent>,
     last_id: i64,
@@ -93,7 +92,7 @@ impl Cursor {
         loop {
             if self.needs_replay {
                 self.needs_replay = false;
-                match self.store.events_after(self.last_id, REPLAY_BATCH).await {
+                match live::events_after(&self.app, self.last_id, REPLAY_BATCH).await {
                     Ok(rows) => {
                         if rows.len() as i64 == REPLAY_BATCH {
                             self.needs_replay = true;

@@ -1,20 +1,23 @@
-//! The HTTP surface: one module per resource, merged here with the shared layers.
+//! The HTTP adapter: the JSON API, the pages, live events and file downloads, each
+//! a thin layer over `app`, merged here with the shared layers.
 
+mod api;
 mod assets;
+mod content;
+mod error;
 mod events;
 pub mod extract;
 mod health;
-pub mod items;
-pub mod pages;
+mod pages;
 mod server;
-pub mod shares;
+mod upload;
 
 pub use server::serve;
 
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{FromRef, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -26,7 +29,23 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
-use crate::state::AppState;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+
+/// What handlers are given: the use cases, and the signal that the server is
+/// stopping (it ends live streams and fails readiness).
+#[derive(Clone)]
+pub struct AppState {
+    pub app: App,
+    pub shutdown: CancellationToken,
+}
+
+impl FromRef<AppState> for App {
+    fn from_ref(state: &AppState) -> Self {
+        state.app.clone()
+    }
+}
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -35,13 +54,13 @@ pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'se
      media-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 pub fn router(state: AppState) -> Router {
-    let cors = cors_layer(&state.settings.cors_origins);
+    let cors = cors_layer(&state.app.settings().cors_origins);
     Router::new()
         .merge(health::router())
-        .merge(items::router())
+        .merge(api::router())
+        .merge(content::router())
         .merge(events::router())
         .merge(pages::router())
-        .merge(shares::router())
         .merge(assets::router())
         .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
         // Inside the header defaults, so preflight answers carry them too.
@@ -101,17 +120,14 @@ async fn record_metrics(State(state): State<AppState>, req: Request, next: Next)
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
-    state
-        .metrics
+    let metrics = state.app.metrics();
+    metrics
         .in_flight
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let response = next.run(req).await;
-    state
-        .metrics
+    metrics
         .in_flight
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    state
-        .metrics
-        .record(&method, &route, response.status().as_u16(), start.elapsed());
+    metrics.record(&method, &route, response.status().as_u16(), start.elapsed());
     response
 }

@@ -235,7 +235,7 @@ mod tests {
             id: id.to_string(),
             author_id: None,
             author_name: None,
-            kind: "note".into(),
+            kind: crate::domain::ItemKind::Note,
             name: None,
             content_type: "text/plain".into(),
             size: text_bytes as i64,

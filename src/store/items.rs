@@ -5,9 +5,8 @@ use super::*;
 impl Store {
     /// Record an item and its `item.created` event in one transaction, so that a
     /// visible item always has an event and replay never misses one.
-    pub async fn insert_item(&self, item: &Item) -> sqlx::Result<Event> {
-        let payload =
-            serde_json::to_string(&item.view()).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    /// `payload` is the event's data, as the application announces it.
+    pub async fn insert_item(&self, item: &Item, payload: &str) -> sqlx::Result<Event> {
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query(
@@ -16,7 +15,7 @@ impl Store {
             )
             .bind(&item.id)
             .bind(&item.author_id)
-            .bind(&item.kind)
+            .bind(item.kind.as_str())
             .bind(&item.name)
             .bind(&item.content_type)
             .bind(item.size)
@@ -26,7 +25,7 @@ impl Store {
             .bind(item.expires_at)
             .execute(&mut *tx)
             .await?;
-            let event = record_event!(self, tx, EventKind::Created, &item.id, &payload);
+            let event = record_event!(self, tx, EventKind::Created, &item.id, payload);
             tx.commit().await?;
             self.cache().forget_pages();
             Ok(event)
@@ -84,7 +83,11 @@ impl Store {
 
     /// Delete an item and record `item.deleted`. Returns the deleted item so the
     /// caller can remove its blob once the row is gone.
-    pub async fn delete_item(&self, id: &str) -> sqlx::Result<Option<(Item, Event)>> {
+    pub async fn delete_item(
+        &self,
+        id: &str,
+        payload: &str,
+    ) -> sqlx::Result<Option<(Item, Event)>> {
         // Write first: a SQLite transaction that reads and then writes fails at once
         // (SQLITE_BUSY_SNAPSHOT) when another connection committed in between.
         let sql = "delete from items where id = $1 returning *, cast(null as text) as author_name";
@@ -97,8 +100,7 @@ impl Store {
             let Some(item) = item else {
                 return Ok(None);
             };
-            let payload = serde_json::json!({ "id": id }).to_string();
-            let event = record_event!(self, tx, EventKind::Deleted, id, &payload);
+            let event = record_event!(self, tx, EventKind::Deleted, id, payload);
             tx.commit().await?;
             self.cache().forget_pages();
             Ok(Some((item, event)))

@@ -86,9 +86,7 @@ macro_rules! record_event {
 
 pub(crate) use record_event;
 
-pub fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
+pub use crate::domain::now_ms;
 
 impl Store {
     /// Connect to the configured database. For SQLite the file (and its directory)

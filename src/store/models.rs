@@ -2,6 +2,9 @@
 
 use serde::Serialize;
 
+use crate::domain::ItemKind;
+pub use crate::domain::rfc3339;
+
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct User {
     pub id: String,
@@ -36,7 +39,8 @@ pub struct Item {
     pub id: String,
     pub author_id: Option<String>,
     pub author_name: Option<String>,
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: ItemKind,
     pub name: Option<String>,
     pub content_type: String,
     pub size: i64,
@@ -48,55 +52,8 @@ pub struct Item {
 
 impl Item {
     pub fn is_note(&self) -> bool {
-        self.kind == "note"
+        self.kind == ItemKind::Note
     }
-
-    /// The API representation, also the payload of `item.created` events.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self.view()).unwrap_or_default()
-    }
-
-    /// The API representation, serialised straight from the row: lists of items
-    /// are written without building a `serde_json::Value` per item first.
-    pub fn view(&self) -> ItemView<'_> {
-        ItemView {
-            author: self.author_name.as_deref(),
-            content_type: &self.content_type,
-            content_url: format!("/items/{}/content", self.id),
-            created_at: rfc3339(self.created_at),
-            expires_at: self.expires_at.map(rfc3339),
-            id: &self.id,
-            kind: &self.kind,
-            name: self.name.as_deref(),
-            sha256: &self.sha256,
-            size: self.size,
-            text: self.note.as_deref(),
-        }
-    }
-}
-
-/// An item as the API shows it. Fields in alphabetical order, the order a
-/// `serde_json::Value` object has, so both forms serialise to the same text.
-#[derive(Serialize)]
-pub struct ItemView<'a> {
-    pub author: Option<&'a str>,
-    pub content_type: &'a str,
-    pub content_url: String,
-    pub created_at: String,
-    pub expires_at: Option<String>,
-    pub id: &'a str,
-    pub kind: &'a str,
-    pub name: Option<&'a str>,
-    pub sha256: &'a str,
-    pub size: i64,
-    pub text: Option<&'a str>,
-}
-
-pub fn rfc3339(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -134,30 +91,4 @@ pub struct Event {
     pub item_id: String,
     pub payload: String,
     pub created_at: i64,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn view_serialises_like_the_json_value() {
-        let item = Item {
-            id: "0190c0de-0000-7000-8000-000000000001".into(),
-            author_id: Some("u".into()),
-            author_name: Some("ada".into()),
-            kind: "file".into(),
-            name: Some("a \"b\".txt".into()),
-            content_type: "text/plain".into(),
-            size: 3,
-            sha256: "ab".into(),
-            note: None,
-            created_at: 1_700_000_000_000,
-            expires_at: Some(1_700_000_060_000),
-        };
-        let direct = serde_json::to_string(&item.view()).expect("serialise view");
-        let via_value = serde_json::to_string(&item.to_json()).expect("serialise value");
-        assert_eq!(direct, via_value);
-        assert!(direct.starts_with(r#"{"author":"ada","content_type":"text/plain","#));
-    }
 }

@@ -9,12 +9,15 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use ferry::app::App;
 use ferry::auth::{hash_password, random_token, token_hash};
 use ferry::config::{Secret, Settings};
+use ferry::metrics::Metrics;
 use ferry::startup::Application;
-use ferry::state::AppState;
+use ferry::store::Store;
 use serde_json::Value;
 use sqlx::Connection;
+use std::sync::Arc;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
@@ -236,10 +239,19 @@ pub fn free_port() -> u16 {
 
 // ---- the application ---------------------------------------------------------
 
+/// What tests reach into besides HTTP: the use cases and, to arrange and check,
+/// the database itself.
+pub struct TestState {
+    pub app: App,
+    pub store: Store,
+    pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub base: String,
-    pub state: AppState,
+    pub state: TestState,
     pub data_dir: PathBuf,
     pub backend: Backend,
     pub database_url: String,
@@ -272,7 +284,13 @@ impl TestApp {
         let database_url = settings.database_url.expose().to_string();
         let app = Application::build(settings).await.expect("build app");
         let addr = app.local_addr().expect("addr");
-        let state = app.state().clone();
+        let core = app.app().clone();
+        let state = TestState {
+            store: core.store().clone(),
+            settings: Arc::new(core.settings().clone()),
+            metrics: core.metrics().clone(),
+            app: core,
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until(async move {
             let _ = stopped.await;

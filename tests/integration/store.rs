@@ -194,7 +194,9 @@ async fn sweeper_removes_expired_items(backend: Backend) {
         id,
     )
     .await;
-    let removed = ferry::sweeper::sweep_once(&app.state).await.expect("sweep");
+    let removed = ferry::app::sweeper::sweep_once(&app.state.app)
+        .await
+        .expect("sweep");
     assert_eq!(removed, 1);
     assert!(app.blob_files().is_empty(), "blob removed with its item");
     assert!(app.state.store.item(id).await.expect("get").is_none());

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::state::AppState;
+use tokio_util::sync::CancellationToken;
+
+use super::{App, items};
 use crate::store::now_ms;
 
 const INTERVAL: Duration = Duration::from_secs(60);
@@ -11,17 +13,17 @@ const LEASE: &str = "sweeper";
 /// Events are kept this long for clients that reconnect with Last-Event-ID.
 const EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
-pub async fn run(state: AppState) {
+pub async fn run(app: App, shutdown: CancellationToken) {
     let holder = uuid::Uuid::new_v4().to_string();
     let mut tick = tokio::time::interval(INTERVAL);
     loop {
         tokio::select! {
-            _ = state.shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match state.store.try_lease(LEASE, &holder, INTERVAL * 2).await {
+        match app.store().try_lease(LEASE, &holder, INTERVAL * 2).await {
             Ok(true) => {
-                if let Err(e) = sweep_once(&state).await {
+                if let Err(e) = sweep_once(&app).await {
                     tracing::warn!(error = ?e, "sweep failed; will retry");
                 }
             }
@@ -32,26 +34,22 @@ pub async fn run(state: AppState) {
 }
 
 /// One pass. Returns how many items were removed.
-pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
+pub async fn sweep_once(app: &App) -> anyhow::Result<usize> {
+    let store = app.store();
     let mut removed = 0;
     loop {
-        let ids = state.store.expired_item_ids(100).await?;
+        let ids = store.expired_item_ids(100).await?;
         if ids.is_empty() {
             break;
         }
         for id in ids {
-            if let Some((item, event)) = state.store.delete_item(&id).await? {
-                if let Ok(uuid) = uuid::Uuid::parse_str(&item.id) {
-                    state.blobs.remove(&uuid).await?;
-                }
-                state.events.published(event);
+            if items::remove(app, &id).await? {
                 removed += 1;
             }
         }
     }
-    let sessions = state.store.delete_expired_sessions().await?;
-    let events = state
-        .store
+    let sessions = store.delete_expired_sessions().await?;
+    let events = store
         .prune_events(now_ms() - EVENT_RETENTION.as_millis() as i64)
         .await?;
     if removed > 0 || sessions > 0 || events > 0 {

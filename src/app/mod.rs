@@ -1,0 +1,84 @@
+//! The use cases. Pages, the JSON API, the command line and the sweeper all call
+//! these, so a rule is written once and every entry point enforces it. Nothing here
+//! knows about HTTP: no axum, no `crate::http`.
+
+pub mod accounts;
+pub mod health;
+pub mod items;
+pub mod live;
+pub mod pagination;
+pub mod shares;
+pub mod sweeper;
+pub mod views;
+
+use std::sync::Arc;
+
+use crate::auth::LoginLimiter;
+use crate::blobs::Blobs;
+use crate::config::Settings;
+use crate::events::EventHub;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+pub use crate::store::{ApiToken, Event, Item, Share, User};
+pub use accounts::SignedIn;
+
+/// What every use case works with. One pointer wide, so an open event stream or a
+/// request clones it for the cost of a reference count.
+#[derive(Clone)]
+pub struct App(Arc<Parts>);
+
+struct Parts {
+    settings: Arc<Settings>,
+    store: Store,
+    blobs: Blobs,
+    events: EventHub,
+    limiter: LoginLimiter,
+    metrics: Arc<Metrics>,
+}
+
+impl App {
+    pub fn new(settings: Arc<Settings>, store: Store, blobs: Blobs, events: EventHub) -> Self {
+        Self(Arc::new(Parts {
+            settings,
+            store,
+            blobs,
+            events,
+            limiter: LoginLimiter::default(),
+            metrics: Arc::new(Metrics::default()),
+        }))
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.0.metrics
+    }
+
+    /// The database, for the command line's operations (backup, migrations) and for
+    /// tests. Front ends go through the use cases instead; a test checks that
+    /// `http/` never calls this.
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    pub(crate) fn blobs(&self) -> &Blobs {
+        &self.0.blobs
+    }
+
+    pub(crate) fn events(&self) -> &EventHub {
+        &self.0.events
+    }
+
+    pub(crate) fn limiter(&self) -> &LoginLimiter {
+        &self.0.limiter
+    }
+
+    /// Release what the process holds on shutdown: its tmp directory and the pool.
+    pub async fn close(&self) {
+        self.0.blobs.release_tmp();
+        self.0.store.close().await;
+    }
+}

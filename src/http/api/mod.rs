@@ -1,0 +1,13 @@
+//! The JSON API under /api/: the same use cases as the pages, for scripts and for
+//! the page's own script.
+
+mod items;
+mod shares;
+
+use axum::Router;
+
+use super::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().merge(items::router()).merge(shares::router())
+}

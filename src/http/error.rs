@@ -1,0 +1,118 @@
+//! Every HTTP rendering of an error: the status for each kind, a JSON body for the
+//! API, a page for people. Server errors are logged here with their details and
+//! answered with a generic body.
+
+use askama::Template;
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde_json::json;
+
+use super::pages::layout::{Layout, render};
+use crate::error::AppError;
+
+pub fn status(e: &AppError) -> StatusCode {
+    match e {
+        AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+        AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+        AppError::NotFound => StatusCode::NOT_FOUND,
+        AppError::Gone(_) => StatusCode::GONE,
+        AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        AppError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+        AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+        AppError::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
+        AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        AppError::Database(sqlx::Error::RowNotFound) => StatusCode::NOT_FOUND,
+        AppError::Database(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Log what the client is not told: failures of the server itself.
+fn log(e: &AppError, status: StatusCode) {
+    if status.is_server_error()
+        && status != StatusCode::SERVICE_UNAVAILABLE
+        && status != StatusCode::INSUFFICIENT_STORAGE
+    {
+        tracing::error!(error = ?e, "request failed");
+    }
+}
+
+/// Headers an error answer carries whatever its body.
+fn add_headers(e: &AppError, response: &mut Response) {
+    let headers = response.headers_mut();
+    match e {
+        AppError::TooManyRequests { retry_after } => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        AppError::RangeNotSatisfiable { len } => {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                headers.insert(header::CONTENT_RANGE, v);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The API's answer: `{"error": code, "message": text}`.
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = status(&self);
+        log(&self, status);
+        let mut response = (
+            status,
+            Json(json!({ "error": self.code(), "message": self.public_message() })),
+        )
+            .into_response();
+        add_headers(&self, &mut response);
+        if let AppError::Unauthorized = self {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ferry\""),
+            );
+        }
+        response
+    }
+}
+
+/// Errors on pages render as HTML; a missing sign-in sends the browser to /login.
+pub struct PageError(pub AppError);
+
+impl<E: Into<AppError>> From<E> for PageError {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
+}
+
+pub type PageResult<T = Response> = Result<T, PageError>;
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    layout: Layout,
+    title: String,
+    message: String,
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        if let AppError::Unauthorized = e {
+            return Redirect::to("/login").into_response();
+        }
+        let status = status(&e);
+        log(&e, status);
+        if status.is_server_error() {
+            return (status, Html("<!doctype html><title>Error</title><h1>Something went wrong</h1><p>The error was logged.</p>"))
+                .into_response();
+        }
+        let page = ErrorPage {
+            layout: Layout::anonymous(),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            message: e.public_message(),
+        };
+        let mut response = render(status, &page);
+        add_headers(&e, &mut response);
+        response
+    }
+}
