@@ -1,7 +1,6 @@
 //! Ferry: a self-hosted drop box for notes and files that appear live on every device.
 
 pub mod auth;
-pub mod backup;
 pub mod blobs;
 pub mod cli;
 pub mod config;
@@ -10,7 +9,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod metrics;
-pub mod migrate_db;
+pub mod ops;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -45,6 +45,16 @@ pub struct Column {
     pub ty: ColumnType,
 }
 
+/// Whether two descriptions of a table have the same columns, in any order.
+pub fn same_columns(a: &[Column], b: &[Column]) -> bool {
+    let by_name = |columns: &[Column]| {
+        let mut sorted = columns.to_vec();
+        sorted.sort_by(|x, y| x.name.cmp(&y.name));
+        sorted
+    };
+    by_name(a) == by_name(b)
+}
+
 /// A table as the catalog describes it.
 #[derive(Clone, Debug)]
 pub struct Table {
