@@ -179,20 +179,20 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             done
         }
         Command::Backup { output } => {
-            let progress = crate::backup::Progress::stderr();
-            crate::backup::backup(&settings, &output, &progress)
+            let progress = crate::ops::Progress::stderr();
+            crate::ops::backup(&settings, &output, &progress)
                 .await
                 .map(|_| ())
         }
         Command::Restore { archive } => {
-            let progress = crate::backup::Progress::stderr();
-            crate::backup::restore(&settings, &archive, &progress)
+            let progress = crate::ops::Progress::stderr();
+            crate::ops::restore(&settings, &archive, &progress)
                 .await
                 .map(|_| ())
         }
         Command::MigrateDb { from, to } => {
-            let progress = crate::backup::Progress::stderr();
-            crate::migrate_db::migrate_db(&settings, &from, to.as_deref(), &progress)
+            let progress = crate::ops::Progress::stderr();
+            crate::ops::migrate_db(&settings, &from, to.as_deref(), &progress)
                 .await
                 .map(|_| ())
         }

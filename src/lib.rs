@@ -2,7 +2,6 @@
 
 pub mod app;
 pub mod auth;
-pub mod backup;
 pub mod blobs;
 pub mod cli;
 pub mod config;
@@ -11,7 +10,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod metrics;
-pub mod migrate_db;
+pub mod ops;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

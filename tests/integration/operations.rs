@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry::backup::{Progress, backup, read_manifest, restore};
 use ferry::blobs::sha256_hex;
 use ferry::config::{Secret, Settings};
+use ferry::ops::{Progress, backup, read_manifest, restore};
 use ferry::store::Store;
 use serde_json::{Value, json};
 
@@ -752,10 +752,9 @@ async fn migrate_db_moves_sqlite_to_postgres_and_back() {
     // The old instance is idle (writes stopped), as the guide asks.
     let settings = settings_of(&source);
     let pg = fresh_pg_database().await;
-    let copied =
-        ferry::migrate_db::migrate_db(&settings, &source.database_url, Some(&pg), &quiet())
-            .await
-            .expect("sqlite -> postgres");
+    let copied = ferry::ops::migrate_db(&settings, &source.database_url, Some(&pg), &quiet())
+        .await
+        .expect("sqlite -> postgres");
     let names: BTreeSet<&str> = copied.iter().map(|t| t.name.as_str()).collect();
     for table in [
         "users",
@@ -776,7 +775,7 @@ async fn migrate_db_moves_sqlite_to_postgres_and_back() {
     assert!(rows("sessions") >= 1 && rows("api_tokens") == 2 && rows("events") >= rows("items"));
 
     // A second run refuses: the target is no longer empty.
-    let err = ferry::migrate_db::migrate_db(&settings, &source.database_url, Some(&pg), &quiet())
+    let err = ferry::ops::migrate_db(&settings, &source.database_url, Some(&pg), &quiet())
         .await
         .expect_err("target not empty");
     assert!(format!("{err:#}").contains("already holds data"), "{err:#}");
@@ -784,10 +783,10 @@ async fn migrate_db_moves_sqlite_to_postgres_and_back() {
     // And back into a new SQLite file: the same rows, the same checksums.
     let back_dir = tempfile::tempdir().expect("tempdir");
     let back = format!("sqlite://{}", back_dir.path().join("back.db").display());
-    let again = ferry::migrate_db::migrate_db(&settings, &pg, Some(&back), &quiet())
+    let again = ferry::ops::migrate_db(&settings, &pg, Some(&back), &quiet())
         .await
         .expect("postgres -> sqlite");
-    let sums = |t: &[ferry::migrate_db::CopiedTable]| {
+    let sums = |t: &[ferry::ops::CopiedTable]| {
         t.iter()
             .map(|t| (t.name.clone(), (t.rows, t.sha256.clone())))
             .collect::<BTreeMap<_, _>>()

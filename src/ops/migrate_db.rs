@@ -13,13 +13,11 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use futures_util::TryStreamExt;
 
-use crate::backup::{Progress, ensure_empty_database, sqlite_path};
+use super::progress::{Progress, rows};
+use super::{LOAD_BATCH, ensure_empty_database, sqlite_path};
 use crate::config::{Secret, Settings};
 use crate::store::Store;
-use crate::store::dump::{DataTx, Table, TableSum, row_line};
-
-/// Rows per insert batch.
-const BATCH: usize = 500;
+use crate::store::dump::{DataTx, Table, TableSum, row_line, same_columns};
 
 /// One table's result: rows and checksum, equal on both sides.
 #[derive(Clone, Debug)]
@@ -137,19 +135,19 @@ async fn copy_tables(
             .context("table vanished")?;
         let total = src.count(table).await?;
         let mut sum = TableSum::default();
-        let mut batch = Vec::with_capacity(BATCH);
-        let mut rows = src.rows(table);
-        while let Some(row) = rows.try_next().await? {
+        let mut batch = Vec::with_capacity(LOAD_BATCH);
+        let mut stream = src.rows(table);
+        while let Some(row) = stream.try_next().await? {
             sum.add(&row_line(&row)?);
             batch.push(row);
-            if batch.len() == BATCH {
+            if batch.len() == LOAD_BATCH {
                 dst.insert(into, &batch).await?;
                 batch.clear();
                 progress
                     .tick(|| format!("migrate-db: {}: {} of {total} rows", table.name, sum.rows));
             }
         }
-        drop(rows);
+        drop(stream);
         dst.insert(into, &batch).await?;
         let check = dst.table_sum(into).await?;
         if check.rows != sum.rows || check.sha256() != sum.sha256() {
@@ -163,7 +161,7 @@ async fn copy_tables(
         progress.say(format!(
             "migrate-db: {}: {}, sha256 {} matches",
             table.name,
-            crate::backup::rows(sum.rows),
+            rows(sum.rows),
             &sum.sha256()[..16]
         ));
         copied.push(CopiedTable {
@@ -188,13 +186,7 @@ fn same_tables(a: &[Table], b: &[Table]) -> anyhow::Result<()> {
     }
     for table in a {
         let other = b.iter().find(|t| t.name == table.name).context("table")?;
-        let cols = |t: &Table| {
-            t.columns
-                .iter()
-                .map(|c| (c.name.clone(), c.ty))
-                .collect::<BTreeSet<_>>()
-        };
-        if cols(table) != cols(other) {
+        if !same_columns(&table.columns, &other.columns) {
             bail!(
                 "table {} has different columns in the two databases",
                 table.name
