@@ -9,6 +9,7 @@ mod config_docs;
 mod events;
 mod health;
 mod items;
+mod layers;
 mod operations;
 mod process;
 mod security;
