@@ -64,15 +64,17 @@ impl App {
         &self.0.store
     }
 
-    pub(crate) fn blobs(&self) -> &Blobs {
+    // The rest is for the use cases alone (private items are visible to app's own
+    // modules): a front end cannot reach past them.
+    fn blobs(&self) -> &Blobs {
         &self.0.blobs
     }
 
-    pub(crate) fn events(&self) -> &EventHub {
+    fn events(&self) -> &EventHub {
         &self.0.events
     }
 
-    pub(crate) fn limiter(&self) -> &LoginLimiter {
+    fn limiter(&self) -> &LoginLimiter {
         &self.0.limiter
     }
 

@@ -230,7 +230,6 @@ fn read_sources(root: &Path, dir: &Path, sources: &mut Sources) {
 }
 
 #[test]
-#[ignore = "enabled when the application layer lands"]
 fn source_tree_respects_the_layers() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut sources = Sources::new();
