@@ -95,12 +95,5 @@ async fn allow_listed_metrics(
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let items = state.store.count_items().await.ok();
     let body = state.metrics.render(state.store.backend(), items);
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
 }
