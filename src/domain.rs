@@ -159,30 +159,17 @@ fn is_bidi_control(c: char) -> bool {
 
 /// Content type guessed from the extension; browsers' claims are not trusted.
 pub fn content_type_for(name: &str) -> &'static str {
-    let ext = name
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    match ext.as_str() {
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "avif" => "image/avif",
-        "pdf" => "application/pdf",
-        "txt" | "log" | "md" => "text/plain; charset=utf-8",
-        "csv" => "text/csv; charset=utf-8",
-        "json" => "application/json",
-        "zip" => "application/zip",
-        "gz" => "application/gzip",
-        "tar" => "application/x-tar",
-        "mp4" => "video/mp4",
-        "webm" => "video/webm",
-        "mp3" => "audio/mpeg",
-        "ogg" => "audio/ogg",
-        "svg" => "image/svg+xml",
-        "html" | "htm" => "text/html; charset=utf-8",
-        _ => "application/octet-stream",
+    let ext = name.rsplit_once('.').map_or("", |(_, ext)| ext);
+    match mime_guess::from_ext(ext).first_raw() {
+        // Ferry serves text as UTF-8; `is_inline_safe` knows these exact values.
+        Some("text/plain") => "text/plain; charset=utf-8",
+        Some("text/csv") => "text/csv; charset=utf-8",
+        Some("text/html") => "text/html; charset=utf-8",
+        // Shown inline as plain text, as before: `is_inline_safe` does not list
+        // text/markdown, so mime_guess's type would make .md a download.
+        Some("text/markdown") => "text/plain; charset=utf-8",
+        Some(known) => known,
+        None => "application/octet-stream",
     }
 }
 
@@ -347,6 +334,44 @@ pub fn parse_item_id(s: &str) -> Option<uuid::Uuid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_types_come_from_the_extension() {
+        let cases = [
+            ("photo.jpg", "image/jpeg"),
+            ("photo.JPEG", "image/jpeg"),
+            ("scan.png", "image/png"),
+            ("a.gif", "image/gif"),
+            ("a.webp", "image/webp"),
+            ("a.avif", "image/avif"),
+            ("a.pdf", "application/pdf"),
+            ("notes.txt", "text/plain; charset=utf-8"),
+            ("server.log", "text/plain; charset=utf-8"),
+            ("README.md", "text/plain; charset=utf-8"),
+            ("table.csv", "text/csv; charset=utf-8"),
+            ("a.json", "application/json"),
+            ("a.zip", "application/zip"),
+            ("backup.tar.gz", "application/gzip"),
+            ("a.tar", "application/x-tar"),
+            ("v.mp4", "video/mp4"),
+            ("v.webm", "video/webm"),
+            ("a.mp3", "audio/mpeg"),
+            ("a.ogg", "audio/ogg"),
+            ("a.svg", "image/svg+xml"),
+            ("page.html", "text/html; charset=utf-8"),
+            ("page.htm", "text/html; charset=utf-8"),
+            ("two.bin", "application/octet-stream"),
+            ("no-extension", "application/octet-stream"),
+            ("trailing.", "application/octet-stream"),
+            ("a.unknown-extension", "application/octet-stream"),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(content_type_for(name), expected, "{name}");
+        }
+        assert!(is_inline_safe(content_type_for("README.md")));
+        assert!(!is_inline_safe(content_type_for("page.html")));
+        assert!(!is_inline_safe(content_type_for("a.svg")));
+    }
 
     #[test]
     fn sizes_read_well() {

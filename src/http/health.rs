@@ -62,12 +62,5 @@ async fn allow_listed_metrics(
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let body = health::metrics_text(&state.app).await;
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
 }
