@@ -14,7 +14,7 @@ use axum::http::{HeaderValue, Method, Request, header};
 use ferry::auth::{random_token, token_hash};
 use ferry::config::Settings;
 use ferry::startup::Application;
-use ferry::state::AppState;
+use ferry::http::AppState;
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
 
@@ -73,20 +73,23 @@ fn fixture() -> &'static Fixture {
                 .await
                 .expect("hash");
             let user = state
-                .store
+                .app
+                .store()
                 .create_user("fuzz", &hash, false)
                 .await
                 .expect("user")
                 .expect("new user");
             let api_token = random_token();
             state
-                .store
+                .app
+                .store()
                 .create_api_token(&user.id, "fuzz", &token_hash(&api_token))
                 .await
                 .expect("token");
             let session = random_token();
             state
-                .store
+                .app
+                .store()
                 .create_session(
                     &token_hash(&session),
                     &user.id,
@@ -228,25 +231,19 @@ fuzz_target!(|data: &[u8]| {
                 if item["kind"] == "file" {
                     let name = item["name"].as_str().expect("name");
                     assert_eq!(ferry::domain::DisplayName::clean(name).as_str(), name);
-                    let blob = f.state.blobs.path(&uuid);
+                    let blob = f.data_dir.join("blobs").join(uuid.to_string());
                     let size = std::fs::metadata(&blob).expect("blob exists").len();
                     assert_eq!(Some(size), item["size"].as_u64());
-                    assert!(size <= f.state.settings.max_upload_bytes);
+                    assert!(size <= f.state.app.settings().max_upload_bytes);
                 }
             }
         }
         if status.is_success() || status.is_redirection() {
             // Keep the instance small: remove what was stored.
-            for item in f.state.store.list_items(None, 100).await.expect("list").iter() {
-                if f.state
-                    .store
-                    .delete_item(&item.id)
-                    .await
-                    .expect("delete")
-                    .is_some()
-                {
-                    let uuid = uuid::Uuid::parse_str(&item.id).expect("uuid");
-                    f.state.blobs.remove(&uuid).await.expect("remove blob");
+            let store = f.state.app.store();
+            for item in store.list_items(None, 100).await.expect("list").iter() {
+                if store.delete_item(&item.id, "{}").await.expect("delete").is_some() {
+                    let _ = std::fs::remove_file(f.data_dir.join("blobs").join(&item.id));
                 }
             }
         }

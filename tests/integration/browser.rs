@@ -1,3 +1,5 @@
+//! Long because it carries its own small WebDriver client beside the scenario.
+//!
 //! The feed in a real browser: Debian's Chromium, driven through chromedriver's
 //! WebDriver HTTP protocol. Two browsers sign in through the login form; what one
 //! uploads or posts appears live in the other, which never reloads.

@@ -1,3 +1,6 @@
+//! Long because it is the one harness every test shares: the PostgreSQL cluster,
+//! the app, clients and typed request helpers.
+//!
 //! Test harness: the real router on 127.0.0.1:0, against SQLite in a temp dir or a
 //! real PostgreSQL (a throwaway cluster started from the binaries on PATH, or
 //! FERRY_TEST_DATABASE_URL), one database per test.

@@ -1,3 +1,6 @@
+//! Long because it is the item API's case table: notes, uploads of every shape,
+//! limits, downloads and deletion, each on both databases.
+
 use std::time::Duration;
 
 use reqwest::StatusCode;

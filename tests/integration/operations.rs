@@ -1,3 +1,6 @@
+//! Long because each operation is a scenario with real archives and databases;
+//! they share one setup.
+//!
 //! Operations: backup while writes continue and restore into a fresh instance (the
 //! restore drill), archives that must be refused, upgrades from the first schema,
 //! and moving a database from SQLite to PostgreSQL.

@@ -326,3 +326,40 @@ mod reqwest {
         .expect("thread")
     }
 }
+
+/// The command line and the account page judge a token's name by the same rule.
+#[test]
+fn token_names_follow_the_same_rule_on_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf-8 path");
+    let env = [("FERRY_DATA_DIR", data)];
+    let out = ferry(&["user", "add", "ops"], &env, "password123\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let long = "n".repeat(65);
+    for bad in ["   ", long.as_str()] {
+        let out = ferry(&["token", "create", bad, "--user", "ops"], &env, "");
+        assert_eq!(out.status.code(), Some(1), "token name {bad:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("token names are 1 to 64 characters"),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty(), "no token printed for {bad:?}");
+    }
+    let out = ferry(&["token", "list", "--user", "ops"], &env, "");
+    assert!(out.stdout.is_empty(), "no token was created");
+    let out = ferry(&["token", "create", " laptop ", "--user", "ops"], &env, "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed =
+        String::from_utf8_lossy(&ferry(&["token", "list", "--user", "ops"], &env, "").stdout)
+            .into_owned();
+    assert!(listed.contains("\tlaptop\t"), "{listed}");
+}

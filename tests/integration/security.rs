@@ -1,3 +1,6 @@
+//! Long because it is one checklist of web-security behaviour, kept together so
+//! nothing is missed.
+//!
 //! Web-security behaviour: headers on every kind of response, session handling,
 //! token strength and storage, error bodies and CORS. What tests/integration/auth.rs
 //! already covers (cookie flags at login, CSRF on forms, rate limiting) is not
