@@ -87,7 +87,7 @@ def containers(session):
 @nox.session
 def bench(session):
     """Performance figures beside their references and targets (docs/performance.md):
-    the release binary driven from outside by benches/load.rs, with nginx, PostgreSQL
+    the release binary driven from outside by benches/load/, with nginx, PostgreSQL
     and wrk. Prints a table and writes target/bench/results.json. Not in the default
     set; `nox -s bench -- --quick` is a short smoke run."""
     import json

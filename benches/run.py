@@ -3,7 +3,7 @@
 with small sizes).
 
 The release binary (target/release/ferry) runs as separate processes and is measured
-from outside: the load tools of benches/load.rs (seeding, start timing, transfers,
+from outside: the load tools of benches/load/ (seeding, start timing, transfers,
 the Server-Sent Events client), Debian's nginx with the bare-metal config rendered as
 the nginx tests render it, a throwaway PostgreSQL cluster, wrk, dd and cat. Every
 figure is measured in the same run as its reference. The table is printed and the
@@ -11,36 +11,31 @@ same figures are written to target/bench/results.json so runs can be compared.
 
 Only 127.0.0.1 is contacted; every wait is bounded. No figure is asserted: a missed
 target is reported, not failed (see docs/performance.md).
+
+This file holds the sections and their sizes; beside it are processes.py (the servers
+and tools it runs), references.py (dd, cat, wrk) and results.py (the table).
 """
 
 import argparse
-import http.client
 import json
 import os
 import platform
-import re
-import resource
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "deploy"))
+from processes import (FERRY, GIB, MIB, ROOT, Load, Nginx, Postgres, Server, api_delete, http_status,
+                       raise_fd_limit, run)
+from references import cat_rate, dd_fsync, gzip_size, sync, wrk
+from results import Results, at_least, below, print_table, ratio_at_least
 
-FERRY = ROOT / "target" / "release" / "ferry"
 OUT_DIR = ROOT / "target" / "bench"
-PG_BIN = Path(os.environ.get("FERRY_PG_BIN", "/usr/lib/postgresql/15/bin"))
 LOADAVG_AT_START = os.getloadavg()
-GIB = 1 << 30
-MIB = 1 << 20
 
 SIZES = {
     "full": {
@@ -62,399 +57,6 @@ SIZES = {
         "wrk_secs": 2,
     },
 }
-
-
-# ---------------------------------------------------------------- results
-
-class Target:
-    """A figure to beat: `op` is "<" (below) or ">=" (at least); on the row's ratio to
-    its reference when `on_ratio`, else on its value."""
-
-    def __init__(self, op, threshold, text, on_ratio=False):
-        self.op, self.threshold, self.text, self.on_ratio = op, threshold, text, on_ratio
-
-    def check(self, value, ratio):
-        subject = ratio if self.on_ratio else value
-        if subject is None:
-            return None
-        return subject < self.threshold if self.op == "<" else subject >= self.threshold
-
-
-def below(threshold, text):
-    return Target("<", threshold, text)
-
-
-def at_least(threshold, text):
-    return Target(">=", threshold, text)
-
-
-def ratio_at_least(threshold, text):
-    return Target(">=", threshold, text, on_ratio=True)
-
-
-class Results:
-    """Rows of the table; each row has a stable key so runs can be compared."""
-
-    def __init__(self, judge=True):
-        """With `judge` false (the quick run, whose sizes are not the targets'), targets
-        are shown but not judged."""
-        self.judge = judge
-        self.rows = []
-        self.raw = {}
-        self.errors = []
-
-    def add(self, key, label, value, unit, ref=None, ref_label=None, ratio=None, target=None,
-            note=None):
-        """A row; `target` (a Target) is checked against the ratio or the value."""
-        met = target.check(value, ratio) if target and self.judge else None
-        row = {
-            "key": key, "label": label, "value": value, "unit": unit,
-            "reference": ref, "reference_label": ref_label, "ratio": ratio,
-            "target": target.text if target else None, "met": met, "note": note,
-        }
-        self.rows.append(row)
-        print(f"  {label}: {fmt(value)} {unit}"
-              + (f"  ({ratio:.0%} of {ref_label} {fmt(ref)})" if ratio is not None else "")
-              + (f"  [{target.text}: {'met' if met else 'MISSED'}]" if met is not None else "")
-              + (f"  {note}" if note else ""),
-              flush=True)
-        return row
-
-    def error(self, section, exc):
-        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        self.errors.append({"section": section, "error": text})
-        print(f"!! {section} failed: {text}", flush=True)
-        traceback.print_exc()
-
-
-def fmt(v):
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        if abs(v) >= 100:
-            return f"{v:,.0f}"
-        if abs(v) >= 10:
-            return f"{v:.1f}"
-        return f"{v:.2f}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
-
-
-def print_table(results):
-    headers = ["measurement", "value", "reference", "ratio", "target", "met"]
-    lines = []
-    for r in results.rows:
-        ref = "-" if r["reference"] is None else f"{fmt(r['reference'])} ({r['reference_label']})"
-        lines.append([
-            r["label"], f"{fmt(r['value'])} {r['unit']}", ref,
-            "-" if r["ratio"] is None else f"{r['ratio']:.0%}",
-            r["target"] or "-",
-            {True: "yes", False: "NO", None: "-"}[r["met"]],
-        ])
-    widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(headers)]
-    sep = "  "
-    print()
-    print(sep.join(h.ljust(w) for h, w in zip(headers, widths)))
-    print(sep.join("-" * w for w in widths))
-    for l in lines:
-        print(sep.join(c.ljust(w) for c, w in zip(l, widths)))
-    if not results.judge:
-        print("(quick run: small sizes, so the targets are shown but not judged)")
-    for e in results.errors:
-        print(f"ERROR in {e['section']}: {e['error']}")
-
-
-# ---------------------------------------------------------------- processes
-
-def run(cmd, check=True, timeout=900, **kwargs):
-    kwargs.setdefault("capture_output", True)
-    kwargs.setdefault("text", True)
-    proc = subprocess.run([str(c) for c in cmd], timeout=timeout, **kwargs)
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n"
-                           f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
-    return proc
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def raise_fd_limit():
-    """10,000 event streams need more descriptors than a soft limit of 1024;
-    children (Ferry, the load client) inherit the raised limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def proc_kb(pid, field="VmRSS"):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def api_delete(port, token, item_id):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("DELETE", f"/api/items/{item_id}", headers={"Authorization": f"Bearer {token}"})
-        resp = conn.getresponse()
-        resp.read()
-        if resp.status != 204:
-            raise RuntimeError(f"DELETE /api/items/{item_id} answered {resp.status}")
-    finally:
-        conn.close()
-
-
-def http_status(port, path, headers=None, timeout=2):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers=headers or {})
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    finally:
-        conn.close()
-
-
-def clean_env(**extra):
-    """The environment without any FERRY_* of the caller, plus extra."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_")}
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
-
-
-class Load:
-    """benches/load.rs, built by cargo in the release profile."""
-
-    def __init__(self, exe):
-        self.exe = exe
-
-    def __call__(self, *args, env=None, timeout=900):
-        proc = run([self.exe, *args], env=env or clean_env(), timeout=timeout)
-        return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def stop_process(proc, secs):
-    """SIGTERM, and SIGKILL if the process is still there after `secs` seconds."""
-    if proc and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(secs)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
-class Server:
-    """target/release/ferry serve on a loopback port, with a clean environment."""
-
-    def __init__(self, base, name, data_dir, **settings):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = base / f"{name}.log"
-        self.env = clean_env(
-            FERRY_LISTEN=f"127.0.0.1:{self.port}",
-            FERRY_DATA_DIR=data_dir,
-            **settings,
-        )
-        self.proc = None
-
-    def start(self):
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([str(FERRY), "serve"], env=self.env, stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=self.log, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ferry exited with {self.proc.returncode}: {self.log_tail()}")
-            try:
-                if http_status(self.port, "/readyz") == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.02)
-        raise TimeoutError(f"ferry not ready within 60 s: {self.log_tail()}")
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def rss_kb(self):
-        return proc_kb(self.pid)
-
-    def log_tail(self):
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-    def stop(self):
-        stop_process(self.proc, 30)
-        if getattr(self, "log", None):
-            self.log.close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
-class Postgres:
-    """A throwaway cluster on a loopback port with PostgreSQL's default durability
-    (fsync on), as a production server runs. As root it runs as `postgres`."""
-
-    def __init__(self, base):
-        self.dir = base / "pg"
-        self.sock = base / "pgsock"
-        self.port = free_port()
-        self.prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-
-    def start(self):
-        if not (PG_BIN / "initdb").exists():
-            raise FileNotFoundError(f"{PG_BIN}/initdb is missing (apt-get install postgresql-15)")
-        for d in (self.dir, self.sock):
-            d.mkdir()
-            if self.prefix:
-                shutil.chown(d, "postgres", "postgres")
-        run(self.prefix + [PG_BIN / "initdb", "-D", self.dir, "-U", "postgres", "--auth=trust",
-                           "--locale=C.UTF-8", "-E", "UTF8"])
-        run(self.prefix + [PG_BIN / "pg_ctl", "-D", self.dir, "-w", "-t", "60",
-                           "-l", self.dir / "server.log",
-                           "-o", f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 "
-                                 f"-c max_connections=200",
-                           "start"])
-        run(self.prefix + [PG_BIN / "createdb", "-h", "127.0.0.1", "-p", self.port, "-U", "postgres",
-                           "ferry"])
-        return self
-
-    @property
-    def url(self):
-        return f"postgres://postgres@127.0.0.1:{self.port}/ferry"
-
-    def stop(self):
-        run(self.prefix + [PG_BIN / "pg_ctl", "-D", self.dir, "-m", "fast", "-w", "stop"], check=False)
-
-
-class Nginx:
-    """Debian's nginx with nginx/bare-metal/ferry.conf, rendered by the nginx tests'
-    own function (TLS on one port), plus a plain-HTTP listener in the same server
-    block so the proxy's cost can be told apart from TLS's."""
-
-    def __init__(self, base, app_port, blobs):
-        import test_nginx  # tests/deploy: the same rendering the nginx tests use
-
-        self.base = base
-        self.http_port, self.https_port, self.plain_port = free_port(), free_port(), free_port()
-        self.static_port = free_port()
-        cert = test_nginx.make_cert(base / "tls")
-        webroot = base / "acme"
-        webroot.mkdir(exist_ok=True)
-        test_nginx.MAX_UPLOAD = 2 * GIB  # as shipped; the tests lower it
-        text = test_nginx.render_bare_metal(self.http_port, self.https_port, app_port, cert.parent,
-                                            webroot, blobs)
-        tls_listen = f"listen 127.0.0.1:{self.https_port} ssl http2;"
-        assert tls_listen in text
-        text = text.replace(tls_listen, f"{tls_listen}\n    listen 127.0.0.1:{self.plain_port};")
-        # nginx sending the blobs with no request to Ferry: the X-Accel ceiling.
-        text += (f"\nserver {{\n    listen 127.0.0.1:{self.static_port};\n"
-                 f"    location /blobs/ {{ alias {blobs}/; }}\n}}\n")
-        conf = base / "ferry.conf"
-        conf.write_text(text)
-        self.main = base / "nginx.conf"
-        self.main.write_text(test_nginx.main_conf(base, conf))
-        self.nginx = test_nginx.NGINX
-        self.proc = None
-
-    def start(self):
-        run([self.nginx, "-t", "-p", self.base, "-c", self.main])
-        self.proc = subprocess.Popen([self.nginx, "-p", str(self.base), "-c", str(self.main),
-                                      "-g", "daemon off;"], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                http_status(self.plain_port, "/readyz")
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise TimeoutError("nginx did not start")
-
-    @property
-    def plain_url(self):
-        return f"http://127.0.0.1:{self.plain_port}"
-
-    @property
-    def tls_url(self):
-        return f"https://127.0.0.1:{self.https_port}"
-
-    @property
-    def static_url(self):
-        return f"http://127.0.0.1:{self.static_port}"
-
-    def stop(self):
-        stop_process(self.proc, 20)
-
-
-# ---------------------------------------------------------------- references
-
-def sync():
-    subprocess.run(["sync"], check=False, timeout=300)
-
-
-def dd_fsync(path, nbytes):
-    """MB/s of `dd bs=1M conv=fsync` writing nbytes to path."""
-    sync()
-    t0 = time.monotonic()
-    run(["dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={nbytes // MIB}", "conv=fsync"])
-    secs = time.monotonic() - t0
-    os.unlink(path)
-    return nbytes / secs / 1e6
-
-
-def cat_rate(path, runs):
-    """Median MB/s of `cat FILE > /dev/null` (the file is in the page cache, as it is
-    for the downloads it is compared with)."""
-    size = os.path.getsize(path)
-    rates = []
-    for _ in range(max(runs, 1)):
-        t0 = time.monotonic()
-        with open(os.devnull, "wb") as null:
-            subprocess.run(["cat", str(path)], stdout=null, check=True, timeout=300)
-        rates.append(size / (time.monotonic() - t0) / 1e6)
-    return statistics.median(rates)
-
-
-def cpu_secs(pid):
-    """User + system CPU time a process has used, from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wrk(url, secs, header, pids=()):
-    """Requests per second, p99 latency (ms) at 64 connections, and the CPU time the
-    server processes spent per request (steadier than rates on a shared machine)."""
-    before = sum(cpu_secs(p) for p in pids)
-    out = run(["wrk", "-t2", "-c64", f"-d{secs}s", "--timeout", "10s", "--latency", "-H", header, url],
-              timeout=secs + 120).stdout
-    cpu = sum(cpu_secs(p) for p in pids) - before
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-    p99 = float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors:.*", out)
-    if non2xx:
-        raise RuntimeError(f"wrk saw {non2xx.group(1)} non-2xx answers from {url}:\n{out}")
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
-    return {"rps": rps, "p99_ms": p99, "server_cpu_us_per_request": cpu / max(requests, 1) * 1e6,
-            "socket_errors": errors.group(0) if errors else None, "output": out}
 
 
 # ---------------------------------------------------------------- sections
@@ -759,19 +361,6 @@ class Bench:
             shutil.rmtree(self.base, ignore_errors=True)
 
 
-def gzip_size(cmd):
-    """Bytes of gzip -6 of a command's output, streamed."""
-    comp = zlib.compressobj(6, zlib.DEFLATED, 31)
-    total = 0
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE) as p:
-        while chunk := p.stdout.read(1 << 20):
-            total += len(comp.compress(chunk))
-        total += len(comp.flush())
-        if p.wait(60) != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed")
-    return total
-
-
 def meta(quick, secs, only=None):
     rev = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], check=False).stdout.strip()
     dirty = bool(run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
@@ -792,7 +381,7 @@ def meta(quick, secs, only=None):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    parser.add_argument("--load", required=True, help="the load tools (benches/load.rs) executable")
+    parser.add_argument("--load", required=True, help="the load tools (benches/load/) executable")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--output", default=str(OUT_DIR / "results.json"))
     parser.add_argument("--only", action="append", choices=Bench.SECTIONS,

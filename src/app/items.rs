@@ -9,7 +9,8 @@ use super::views::{DeletedJson, ItemJson};
 use super::{App, SignedIn};
 use crate::blobs::{UploadError, sha256_hex};
 use crate::domain::{
-    DisplayName, Expiry, ItemKind, content_type_for, is_inline_safe, parse_cursor, parse_item_id,
+    DisplayName, Expiry, ItemKind, NOTE_CONTENT_TYPE, content_type_for, is_inline_safe,
+    parse_cursor, parse_item_id,
 };
 use crate::error::{AppError, Result};
 use crate::store::{Item, ItemsPage, now_ms};
@@ -79,7 +80,7 @@ pub async fn create_note(app: &App, user: &SignedIn, text: &str, expiry: Expiry)
         author_name: Some(user.name.clone()),
         kind: ItemKind::Note,
         name: None,
-        content_type: "text/plain; charset=utf-8".into(),
+        content_type: NOTE_CONTENT_TYPE.into(),
         size: text.len() as i64,
         sha256: sha256_hex(text.as_bytes()),
         note: Some(text),

@@ -84,6 +84,9 @@ fn is_bidi_control(c: char) -> bool {
     )
 }
 
+/// What a note is served as.
+pub const NOTE_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+
 /// Content type guessed from the extension; browsers' claims are not trusted.
 pub fn content_type_for(name: &str) -> &'static str {
     let ext = name.rsplit_once('.').map_or("", |(_, ext)| ext);

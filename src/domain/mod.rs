@@ -7,7 +7,7 @@ use serde::Serialize;
 mod files;
 mod range;
 
-pub use files::{DisplayName, content_type_for, is_inline_safe};
+pub use files::{DisplayName, NOTE_CONTENT_TYPE, content_type_for, is_inline_safe};
 pub use range::{ByteRange, RangeError};
 
 /// How long an item lives.

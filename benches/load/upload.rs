@@ -1,0 +1,118 @@
+//! `load upload`: one large file sent to the API, its throughput, and the server's
+//! RSS before, during and after.
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::ValueEnum;
+use serde_json::{Value, json};
+use std::time::Instant;
+
+use crate::http::client;
+use crate::procfs::{RssSampler, proc_kb, reset_peak};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    url: String,
+    #[arg(long)]
+    token: String,
+    #[arg(long)]
+    bytes: u64,
+    #[arg(long, value_enum, default_value_t = UploadMode::Raw)]
+    mode: UploadMode,
+    /// The server process whose memory is watched.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Accept the self-signed certificate of the bench's nginx.
+    #[arg(long)]
+    insecure_tls: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum UploadMode {
+    Raw,
+    Multipart,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<Value> {
+    let Args {
+        url,
+        token,
+        bytes,
+        mode,
+        pid,
+        insecure_tls,
+    } = args;
+    let base = url.trim_end_matches('/');
+    let client = client(base, insecure_tls)?;
+    let body = reqwest::Body::wrap_stream(body_stream(bytes));
+    let request = match mode {
+        UploadMode::Raw => client
+            .put(format!("{base}/api/items?name=bench.bin"))
+            .header(reqwest::header::CONTENT_LENGTH, bytes)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body),
+        UploadMode::Multipart => {
+            let part = reqwest::multipart::Part::stream_with_length(body, bytes)
+                .file_name("bench.bin")
+                .mime_str("application/octet-stream")?;
+            client
+                .post(format!("{base}/api/items"))
+                .multipart(reqwest::multipart::Form::new().part("file", part))
+        }
+    };
+    let request = request.bearer_auth(token);
+    let peak_reset = pid.is_some_and(reset_peak);
+    let before = pid.and_then(|p| proc_kb(p, "VmRSS"));
+    let sampler = pid.map(RssSampler::start);
+    let t0 = Instant::now();
+    let response = request.send().await.context("upload request")?;
+    let status = response.status();
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    let secs = t0.elapsed().as_secs_f64();
+    let sampled = sampler.map(RssSampler::finish);
+    if status != reqwest::StatusCode::CREATED {
+        bail!("upload answered {status}: {answer}");
+    }
+    let hwm = pid.filter(|_| peak_reset).and_then(|p| proc_kb(p, "VmHWM"));
+    let peak = hwm.max(sampled);
+    // One item answers as itself, several as a list under "items".
+    let item = answer.get("id").cloned().unwrap_or_else(|| {
+        answer
+            .pointer("/items/0/id")
+            .cloned()
+            .unwrap_or(Value::Null)
+    });
+    Ok(json!({
+        "bytes": bytes,
+        "secs": secs,
+        "mb_per_s": bytes as f64 / secs / 1e6,
+        "id": item,
+        "rss_before_kb": before,
+        "rss_peak_kb": peak,
+        "rss_growth_kb": before.zip(peak).map(|(b, p)| p.saturating_sub(b)),
+        "rss_after_kb": pid.and_then(|p| proc_kb(p, "VmRSS")),
+    }))
+}
+
+/// `total` bytes in 1 MiB chunks of one incompressible buffer (shared, not copied).
+fn body_stream(
+    total: u64,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    const CHUNK: u64 = 1 << 20;
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let buf: Vec<u8> = (0..CHUNK)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let buf = Bytes::from(buf);
+    let chunks = total.div_ceil(CHUNK);
+    futures_util::stream::iter((0..chunks).map(move |i| {
+        let len = (total - i * CHUNK).min(CHUNK) as usize;
+        Ok(buf.slice(..len))
+    }))
+}
