@@ -1,7 +1,5 @@
 //! Rows as both backends return them: text ids, unix-millisecond instants.
 
-use serde::Serialize;
-
 use crate::domain::ItemKind;
 pub use crate::domain::rfc3339;
 
@@ -24,10 +22,9 @@ pub struct SessionUser {
     pub csrf_token: String,
 }
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ApiToken {
     pub id: String,
-    #[serde(skip)]
     pub user_id: String,
     pub name: String,
     pub created_at: i64,
