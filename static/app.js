@@ -5,6 +5,7 @@
   document.documentElement.classList.add("js");
   var csrfMeta = document.querySelector('meta[name="csrf-token"]');
   var csrf = csrfMeta ? csrfMeta.content : "";
+
   function localTime(el) {
     var d = new Date(el.getAttribute("datetime"));
     if (!isNaN(d)) el.textContent = d.toLocaleString();
@@ -33,18 +34,22 @@
     var source = new EventSource(after ? "/events?after=" + encodeURIComponent(after) : "/events");
     // Cards are fetched one after another, so they are inserted in event order.
     var queue = Promise.resolve();
+    var deleted = {};
     source.addEventListener("item.created", function (e) {
       var id = JSON.parse(e.data).id;
       if (document.getElementById("item-" + id)) return;
       queue = queue.then(function () { return fetchCard(id); }).then(function (li) {
-        if (!li || document.getElementById("item-" + id)) return;
+        // Deleted while its card was on the way: leave it out.
+        if (!li || deleted[id] || document.getElementById("item-" + id)) return;
         var empty = document.getElementById("empty");
         if (empty) empty.remove();
         feed.insertBefore(li, feed.firstChild);
       }).catch(function () { /* the next event or a reload brings it */ });
     });
     source.addEventListener("item.deleted", function (e) {
-      var gone = document.getElementById("item-" + JSON.parse(e.data).id);
+      var id = JSON.parse(e.data).id;
+      deleted[id] = true;
+      var gone = document.getElementById("item-" + id);
       if (gone) gone.remove();
     });
     source.addEventListener("resync", function () { window.location.reload(); });
