@@ -50,7 +50,9 @@ def test_every_generated_request_gets_a_described_answer(tmp_path):
                     # trips a CPython 3.11 AST bug (SystemError, recursion depth mismatch).
                     "--workers", "1",
                     "--report", "junit", "--report-junit-path", str(junit)],
-                   check=False, env=dict(os.environ, NO_COLOR="1", SCHEMATHESIS_TELEMETRY="false"))
+                   # Its caches go to the temporary directory, its requests never to a proxy.
+                   check=False, cwd=tmp_path,
+                   env=dict(os.environ, NO_COLOR="1", NO_PROXY="127.0.0.1", no_proxy="127.0.0.1"))
         output = proc.stdout + proc.stderr
         print(output)
         assert proc.returncode == 0, f"schemathesis found problems:\n{output}\n--- ferry log\n{ferry.log_text()}"
