@@ -251,15 +251,17 @@ def check_contract():
 
 
 def source_directories():
-    return json.loads((ROOT / "nix" / "source.json").read_text())["directories"]
+    """The directories and single files of nix/source.json."""
+    listed = json.loads((ROOT / "nix" / "source.json").read_text())
+    return listed["directories"] + listed.get("files", [])
 
 
 def filter_keeps(path, directories):
     """Mirror of nix/source.nix: crane's commonCargoSources (Cargo.toml,
-    Cargo.lock, *.rs, *.toml anywhere) plus the listed directories."""
+    Cargo.lock, *.rs, *.toml anywhere) plus the listed directories and files."""
     name = path.rsplit("/", 1)[-1]
     return (name in ("Cargo.toml", "Cargo.lock") or name.endswith(".rs") or name.endswith(".toml")
-            or any(path.startswith(d.rstrip("/") + "/") for d in directories))
+            or any(path == d or path.startswith(d.rstrip("/") + "/") for d in directories))
 
 
 def check_source(files, untracked_kept, no_build):
@@ -267,7 +269,7 @@ def check_source(files, untracked_kept, no_build):
     directories = source_directories()
     kept = sorted(f for f in files if filter_keeps(f, directories))
     for d in directories:
-        report(any(f.startswith(d + "/") for f in kept), f"{d}/ exists with files (lib.fileset.unions rejects a missing path)")
+        report(any(f == d or f.startswith(d + "/") for f in kept), f"{d} exists (lib.fileset.unions rejects a missing path)")
     for needed in ("Cargo.toml", "Cargo.lock", "src/main.rs"):
         report(needed in kept, f"keeps {needed}")
     dropped = sorted(f for f in files if f not in kept)

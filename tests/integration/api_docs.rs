@@ -139,6 +139,10 @@ async fn curl_examples_work_as_written(backend: Backend) {
         !state.contains(&test_token) && state.contains(" TOKEN=\""),
         "the first example should set TOKEN with `ferry token create`: {state}"
     );
+    assert!(
+        output("/api/openapi.json").contains("/api/items/{id}/shares"),
+        "the OpenAPI example lists the paths"
+    );
     assert_eq!(
         output(".items | length").trim(),
         "0",

@@ -10,6 +10,7 @@ mod events;
 mod health;
 mod items;
 mod layers;
+mod openapi;
 mod operations;
 mod process;
 mod security;

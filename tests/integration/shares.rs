@@ -125,7 +125,9 @@ async fn share_link_limits_and_revocation(backend: Backend) {
         .expect("json");
     let public = reqwest::Client::new();
 
-    let limited = share(&app, &token, &file, json!({ "max_downloads": 2 })).await;
+    // JSON has one number type: 2.0 is the integer 2.
+    let limited = share(&app, &token, &file, json!({ "max_downloads": 2.0 })).await;
+    assert_eq!(limited["max_downloads"], 2);
     let url = app.url(&format!(
         "/s/{}/content",
         limited["token"].as_str().expect("t")
@@ -177,6 +179,10 @@ async fn share_link_limits_and_revocation(backend: Backend) {
         json!({ "max_downloads": 0 }),
         json!({ "expires": "forever" }),
         json!({ "max_downloads": "lots" }),
+        // Other JSON types were once dropped silently, making an unlimited link.
+        json!({ "max_downloads": true }),
+        json!({ "password": ["a"] }),
+        json!([{ "max_downloads": 1 }]),
     ] {
         let res = reqwest::Client::new()
             .post(app.url(&format!(

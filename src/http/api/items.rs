@@ -1,7 +1,7 @@
 //! /api/items: list, read, post (a JSON note, a multipart form or a raw body), put
 //! (a raw body, `curl -T`) and delete.
 
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -12,7 +12,7 @@ use crate::app::views::ItemJson;
 use crate::app::{App, Item, items};
 use crate::error::{AppError, Result};
 use crate::http::AppState;
-use crate::http::extract::{ApiQuery, CurrentUser};
+use crate::http::extract::{ApiPath, ApiQuery, CurrentUser};
 use crate::http::upload::{self, FormCsrf};
 
 pub fn router() -> Router<AppState> {
@@ -56,7 +56,7 @@ async fn list(
 async fn get_one(
     State(app): State<App>,
     _user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response> {
     let item = items::find(&app, &id).await?;
     Ok(Json(ItemJson::new(&item)).into_response())
@@ -65,7 +65,7 @@ async fn get_one(
 async fn delete(
     State(app): State<App>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode> {
     items::delete(&app, &user, &id).await?;
     Ok(StatusCode::NO_CONTENT)

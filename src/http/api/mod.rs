@@ -2,6 +2,7 @@
 //! the page's own script.
 
 mod items;
+mod openapi;
 mod shares;
 
 use axum::Router;
@@ -9,5 +10,8 @@ use axum::Router;
 use super::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().merge(items::router()).merge(shares::router())
+    Router::new()
+        .merge(items::router())
+        .merge(shares::router())
+        .merge(openapi::router())
 }
