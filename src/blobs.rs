@@ -9,6 +9,8 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
@@ -26,8 +28,19 @@ pub struct Blobs {
     blobs_dir: PathBuf,
     tmp_dir: PathBuf,
     min_free_bytes: u64,
+    /// Set while a readiness write probe runs; see `begin_write_probe`.
+    write_probe_running: Arc<AtomicBool>,
     // Held for the life of the process: marks tmp_dir as in use.
     _tmp_lock: File,
+}
+
+/// A readiness write probe under way; dropping it lets the next one start.
+pub struct WriteProbe(Arc<AtomicBool>);
+
+impl Drop for WriteProbe {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +82,7 @@ impl Blobs {
             blobs_dir,
             tmp_dir,
             min_free_bytes,
+            write_probe_running: Arc::default(),
             _tmp_lock: lock,
         })
     }
@@ -97,6 +111,13 @@ impl Blobs {
     pub fn release_tmp(&self) {
         let _ = std::fs::remove_dir_all(&self.tmp_dir);
         let _ = std::fs::remove_file(self.tmp_dir.with_extension("lock"));
+    }
+
+    /// Claim the readiness write probe, or `None` while an earlier one has not
+    /// returned (a hung filesystem): waiting probes would each hold a thread.
+    pub fn begin_write_probe(&self) -> Option<WriteProbe> {
+        let running = &self.write_probe_running;
+        (!running.swap(true, Ordering::AcqRel)).then(|| WriteProbe(running.clone()))
     }
 
     /// Write probe for readiness: the data directory accepts a file.

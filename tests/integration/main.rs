@@ -11,6 +11,8 @@ mod health;
 mod items;
 mod layers;
 mod operations;
+mod outages;
+mod own_postgres;
 mod process;
 mod security;
 mod shares;

@@ -166,6 +166,10 @@ fn healthcheck_reports_the_local_server() {
     let listen = format!("127.0.0.1:{port}");
     let out = ferry(&["healthcheck"], &[("FERRY_LISTEN", &listen)], "");
     assert_eq!(out.status.code(), Some(1), "nothing is running");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("nothing is listening on {listen}\n")
+    );
     let server = Server::start(dir.path(), &[]);
     let listen = format!("0.0.0.0:{}", server.port);
     let out = ferry(&["healthcheck"], &[("FERRY_LISTEN", &listen)], "");
@@ -174,6 +178,20 @@ fn healthcheck_reports_the_local_server() {
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A server that takes the connection and never answers (hung, or its runtime
+/// stuck): the probe gives up in time and says so.
+#[test]
+fn healthcheck_names_a_server_that_does_not_answer() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let listen = silent.local_addr().expect("addr").to_string();
+    let out = ferry(&["healthcheck"], &[("FERRY_LISTEN", &listen)], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("no answer from {listen} within 3 s\n")
     );
 }
 
