@@ -16,4 +16,5 @@ mod own_postgres;
 mod process;
 mod security;
 mod shares;
+mod space;
 mod store;
