@@ -131,7 +131,11 @@ pub fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    telemetry::init(&settings.log, settings.log_format);
+    let filter = match command {
+        Command::Serve => settings.log.as_str(),
+        _ => telemetry::command_filter(&settings.log),
+    };
+    telemetry::init(filter, settings.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

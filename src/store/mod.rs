@@ -101,7 +101,11 @@ impl Store {
         let url = settings.database_url.expose();
         if settings.is_postgres() {
             let options = PgConnectOptions::from_str(url)
-                .context("FERRY_DATABASE_URL is not a valid PostgreSQL URL")?;
+                .context("FERRY_DATABASE_URL is not a valid PostgreSQL URL")?
+                // PostgreSQL sends NOTICEs (such as "relation _sqlx_migrations already
+                // exists, skipping" on every migration run) that sqlx logs as lines in
+                // the middle of a command's output; warnings and errors still come.
+                .options([("client_min_messages", "warning")]);
             let pool = PgPoolOptions::new()
                 .max_connections(settings.db_max_connections)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
