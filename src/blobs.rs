@@ -9,12 +9,15 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncWriteExt, BufWriter};
 
-/// How often, in bytes written, the free-space reserve is checked during an upload.
+/// How often, in bytes written, the free-space reserve is checked during an upload
+/// that has more than this still to come (other uploads share the disk meanwhile).
 const SPACE_CHECK_EVERY: u64 = 16 * 1024 * 1024;
 /// Uploads reach the file in pieces of this size. Every write is a trip to tokio's
 /// blocking pool, and a proxy forwards a body in small pieces (nginx: 8-16 KiB), so
@@ -26,8 +29,19 @@ pub struct Blobs {
     blobs_dir: PathBuf,
     tmp_dir: PathBuf,
     min_free_bytes: u64,
+    /// Set while a readiness write probe runs; see `begin_write_probe`.
+    write_probe_running: Arc<AtomicBool>,
     // Held for the life of the process: marks tmp_dir as in use.
     _tmp_lock: File,
+}
+
+/// A readiness write probe under way; dropping it lets the next one start.
+pub struct WriteProbe(Arc<AtomicBool>);
+
+impl Drop for WriteProbe {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +83,7 @@ impl Blobs {
             blobs_dir,
             tmp_dir,
             min_free_bytes,
+            write_probe_running: Arc::default(),
             _tmp_lock: lock,
         })
     }
@@ -87,6 +102,11 @@ impl Blobs {
         Ok(st.f_bavail.saturating_mul(st.f_frsize))
     }
 
+    /// Free bytes above the reserve: what uploads may still fill.
+    pub fn headroom(&self) -> io::Result<u64> {
+        Ok(self.free_bytes()?.saturating_sub(self.min_free_bytes))
+    }
+
     /// Whether `incoming` more bytes fit above the reserve.
     pub fn has_room_for(&self, incoming: u64) -> io::Result<bool> {
         Ok(self.free_bytes()?.saturating_sub(incoming) >= self.min_free_bytes)
@@ -99,6 +119,13 @@ impl Blobs {
         let _ = std::fs::remove_file(self.tmp_dir.with_extension("lock"));
     }
 
+    /// Claim the readiness write probe, or `None` while an earlier one has not
+    /// returned (a hung filesystem): waiting probes would each hold a thread.
+    pub fn begin_write_probe(&self) -> Option<WriteProbe> {
+        let running = &self.write_probe_running;
+        (!running.swap(true, Ordering::AcqRel)).then(|| WriteProbe(running.clone()))
+    }
+
     /// Write probe for readiness: the data directory accepts a file.
     pub fn check_writable(&self) -> io::Result<()> {
         let probe = self.tmp_dir.join(".ready-probe");
@@ -106,7 +133,9 @@ impl Blobs {
         std::fs::remove_file(&probe)
     }
 
-    pub async fn start_upload(&self, limit: u64) -> io::Result<Upload<'_>> {
+    /// Start receiving a file of at most `limit` bytes; `announced` is its length
+    /// when the request states it (a raw body with Content-Length).
+    pub async fn start_upload(&self, limit: u64, announced: Option<u64>) -> io::Result<Upload<'_>> {
         let path = self.tmp_dir.join(format!("{}.part", uuid::Uuid::new_v4()));
         let file = tokio::fs::File::create(&path).await?;
         Ok(Upload {
@@ -116,7 +145,8 @@ impl Blobs {
             hasher: Sha256::new(),
             size: 0,
             limit,
-            next_space_check: 0,
+            announced,
+            room_until: 0,
         })
     }
 
@@ -137,7 +167,9 @@ pub struct Upload<'a> {
     hasher: Sha256,
     size: u64,
     limit: u64,
-    next_space_check: u64,
+    announced: Option<u64>,
+    /// The size it may reach before the free space is checked again.
+    room_until: u64,
 }
 
 pub struct Stored {
@@ -147,15 +179,21 @@ pub struct Stored {
 
 impl Upload<'_> {
     pub async fn write(&mut self, chunk: &[u8]) -> Result<(), UploadError> {
+        let before = self.size;
         self.size += chunk.len() as u64;
         if self.size > self.limit {
             return Err(UploadError::TooLarge { limit: self.limit });
         }
-        if self.size >= self.next_space_check {
-            if !self.blobs.has_room_for(SPACE_CHECK_EVERY)? {
-                return Err(UploadError::NoSpace);
-            }
-            self.next_space_check = self.size + SPACE_CHECK_EVERY;
+        if self.size > self.room_until {
+            let on_disk = before - self.file.buffer().len() as u64;
+            let room = Room {
+                on_disk,
+                pending: self.size - on_disk,
+                headroom: self.blobs.headroom()?,
+                most: self.announced.unwrap_or(self.limit),
+                announced: self.announced.is_some(),
+            };
+            self.room_until = room.until().ok_or(UploadError::NoSpace)?;
         }
         self.hasher.update(chunk);
         self.file.write_all(chunk).await?;
@@ -199,6 +237,39 @@ impl Drop for Upload<'_> {
         if let Some(path) = self.path.take() {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// What a space check knows about one upload. Counted in what the upload can still
+/// bring, so a small file fits until the reserve itself is reached, whatever room
+/// a large one would want.
+struct Room {
+    /// Its bytes already handed to the filesystem.
+    on_disk: u64,
+    /// Its bytes still to be written: the buffer and the chunk in hand.
+    pending: u64,
+    /// Free bytes above the reserve.
+    headroom: u64,
+    /// The most it can bring in all: its announced length, or the upload limit.
+    most: u64,
+    announced: bool,
+}
+
+impl Room {
+    /// The size the upload may reach before the next check, at least its size with
+    /// the chunk in hand; `None` when it must stop: its announced rest, or the bytes
+    /// in hand of a body of unknown length, do not fit above the reserve.
+    fn until(&self) -> Option<u64> {
+        let rest = self.most.saturating_sub(self.on_disk).max(self.pending);
+        let window = SPACE_CHECK_EVERY.max(self.pending);
+        if rest <= self.headroom {
+            return Some(self.on_disk + rest.min(window));
+        }
+        if self.announced || self.pending > self.headroom {
+            return None;
+        }
+        // A body of unknown length may well be small: it writes on while it fits.
+        Some(self.on_disk + self.headroom.min(window))
     }
 }
 
@@ -259,7 +330,7 @@ mod tests {
     async fn abandoned_uploads_are_swept_and_live_ones_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
         let live = Blobs::open(dir.path(), 0).expect("open");
-        let mut upload = live.start_upload(1 << 20).await.expect("start");
+        let mut upload = live.start_upload(1 << 20, None).await.expect("start");
         upload.write(b"in progress").await.expect("write");
         // A second process starting now must not touch the first one's upload.
         let second = Blobs::open(dir.path(), 0).expect("open second");
@@ -281,7 +352,7 @@ mod tests {
     async fn limit_is_enforced_while_streaming() {
         let dir = tempfile::tempdir().expect("tempdir");
         let blobs = Blobs::open(dir.path(), 0).expect("open");
-        let mut upload = blobs.start_upload(10).await.expect("start");
+        let mut upload = blobs.start_upload(10, None).await.expect("start");
         upload.write(b"12345").await.expect("first chunk fits");
         assert!(matches!(
             upload.write(b"678901").await,
@@ -295,7 +366,7 @@ mod tests {
     async fn commit_moves_and_hashes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let blobs = Blobs::open(dir.path(), 0).expect("open");
-        let mut upload = blobs.start_upload(100).await.expect("start");
+        let mut upload = blobs.start_upload(100, Some(11)).await.expect("start");
         upload.write(b"hello ").await.expect("write");
         upload.write(b"world").await.expect("write");
         let id = uuid::Uuid::now_v7();
@@ -315,7 +386,7 @@ mod tests {
         let data: Vec<u8> = (0..WRITE_BUFFER * 3 + 12_345)
             .map(|i| (i % 251) as u8)
             .collect();
-        let mut upload = blobs.start_upload(u64::MAX).await.expect("start");
+        let mut upload = blobs.start_upload(u64::MAX, None).await.expect("start");
         // Odd chunk sizes, as a network delivers them, across buffer boundaries.
         for chunk in data.chunks(100_003) {
             upload.write(chunk).await.expect("write");
@@ -326,6 +397,44 @@ mod tests {
         assert_eq!(stored.sha256, sha256_hex(&data));
         assert_eq!(std::fs::read(blobs.path(&id)).expect("read"), data);
         assert_eq!(std::fs::read_dir(&blobs.tmp_dir).expect("read").count(), 0);
+    }
+
+    #[test]
+    fn space_checks_count_what_an_upload_can_still_bring() {
+        const MIB: u64 = 1024 * 1024;
+        const GIB: u64 = 1024 * MIB;
+        let limit = 2 * GIB;
+        // (on disk, pending, headroom, most, announced) -> may grow to
+        let cases = [
+            // A 3-byte file fits in 4 MiB above the reserve, announced or not.
+            ((0, 3, 4 * MIB, 3, true), Some(3)),
+            ((0, 3, 4 * MIB, limit, false), Some(4 * MIB)),
+            // An announced file larger than the headroom stops at once.
+            ((0, MIB, 4 * MIB, 6 * MIB, true), None),
+            // A chunked body writes on until its bytes would reach the reserve.
+            ((3 * MIB, MIB, MIB, limit, false), Some(4 * MIB)),
+            ((3 * MIB, 2 * MIB, MIB, limit, false), None),
+            ((0, 1, 0, limit, false), None),
+            // Plenty of room: checked again after a window, or never for the rest.
+            ((0, MIB, 100 * GIB, limit, false), Some(16 * MIB)),
+            ((10 * MIB, MIB, 100 * GIB, 12 * MIB, true), Some(12 * MIB)),
+            // A chunk larger than the window is room enough for itself.
+            ((0, 32 * MIB, 100 * GIB, limit, false), Some(32 * MIB)),
+        ];
+        for ((on_disk, pending, headroom, most, announced), expected) in cases {
+            let room = Room {
+                on_disk,
+                pending,
+                headroom,
+                most,
+                announced,
+            };
+            assert_eq!(
+                room.until(),
+                expected,
+                "on disk {on_disk}, pending {pending}, headroom {headroom}, most {most}, announced {announced}"
+            );
+        }
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! The `ferry` command line. `serve` is the default.
 
-use std::io::{BufRead, IsTerminal, Read, Write};
+use std::io::{BufRead, ErrorKind, IsTerminal, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Parser, Subcommand};
 
 use crate::app::{App, accounts};
@@ -131,7 +131,11 @@ pub fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    telemetry::init(&settings.log, settings.log_format);
+    let filter = match command {
+        Command::Serve => settings.log.as_str(),
+        _ => telemetry::command_filter(&settings.log),
+    };
+    telemetry::init(filter, settings.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -306,6 +310,10 @@ fn read_new_password() -> anyhow::Result<String> {
     Ok(password)
 }
 
+/// How long `ferry healthcheck` waits for the whole answer: below compose's 5 s
+/// healthcheck timeout, so a hung server is reported in words, not as a time-out.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Probe /readyz on the configured listen address with a plain HTTP/1.0 request:
 /// the image has no shell or curl, so the binary checks itself.
 fn healthcheck(settings: &Settings) -> ExitCode {
@@ -319,33 +327,66 @@ fn healthcheck(settings: &Settings) -> ExitCode {
         addr = SocketAddr::new(loopback, addr.port());
     }
     match probe(addr) {
-        Ok(200) => ExitCode::SUCCESS,
-        Ok(status) => {
-            eprintln!("unhealthy: /readyz answered {status}");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("unhealthy: {e}");
+        Ok(()) => ExitCode::SUCCESS,
+        Err(problem) => {
+            eprintln!("{problem}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn probe(addr: SocketAddr) -> anyhow::Result<u16> {
-    let timeout = Duration::from_secs(3);
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)
-        .with_context(|| format!("cannot connect to {addr}"))?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    write!(
-        stream,
-        "GET /readyz HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: ferry-healthcheck\r\n\r\n"
-    )?;
-    let mut head = [0u8; 64];
-    let n = stream.read(&mut head)?;
-    let line = String::from_utf8_lossy(&head[..n]);
-    line.split_whitespace()
+/// Ok when /readyz answers 200; otherwise what a person reads: the reason /readyz
+/// gives, or what went wrong on the way.
+fn probe(addr: SocketAddr) -> Result<(), String> {
+    let deadline = Instant::now() + PROBE_TIMEOUT;
+    let in_words = |e: std::io::Error| match e.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+            format!("no answer from {addr} within {} s", PROBE_TIMEOUT.as_secs())
+        }
+        ErrorKind::ConnectionRefused => format!("nothing is listening on {addr}"),
+        _ => format!("cannot reach {addr}: {e}"),
+    };
+    let mut stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT).map_err(in_words)?;
+    let left = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| std::io::Error::from(ErrorKind::TimedOut))
+    };
+    let answer = (|| {
+        stream.set_write_timeout(Some(left()?))?;
+        write!(
+            stream,
+            "GET /readyz HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: ferry-healthcheck\r\n\r\n"
+        )?;
+        // The server closes the connection after an HTTP/1.0 answer.
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        while answer.len() < 64 * 1024 {
+            stream.set_read_timeout(Some(left()?))?;
+            match stream.read(&mut buf)? {
+                0 => break,
+                n => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+        Ok(answer)
+    })()
+    .map_err(in_words)?;
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status: u16 = head
+        .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .with_context(|| format!("not an HTTP answer from {addr}"))
+        .ok_or_else(|| format!("{addr} did not answer in HTTP"))?;
+    if status == 200 {
+        return Ok(());
+    }
+    let reason = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["reason"].as_str().map(str::to_string));
+    Err(match reason {
+        Some(reason) => format!("not ready: {reason}"),
+        None => format!("not ready: /readyz on {addr} answered {status}"),
+    })
 }

@@ -22,6 +22,10 @@ use crate::domain::Expiry;
 pub use values::parse_duration;
 use values::{Listed, Parser, optional, parse_bool, parse_nets, parse_positive, split_list};
 
+/// The log filter when FERRY_LOG is unset (commands other than `serve` then log
+/// warnings only; see `telemetry::command_filter`).
+pub const DEFAULT_LOG: &str = "info";
+
 /// One documented setting. `docs/configuration.md` is checked against this table.
 pub struct SettingDoc {
     pub key: &'static str,
@@ -147,7 +151,8 @@ settings! {
         help: "Expiry preselected for new items: never, 1h, 1d, 7d or 30d.",
     }
     log: String {
-        default: "info",
+        default: DEFAULT_LOG,
+        shown: "info",
         expected: "a tracing filter like info or ferry=debug",
         parse: |s| tracing_subscriber::EnvFilter::try_new(s).ok().map(|_| s.to_string()),
         help: "Log filter in tracing's EnvFilter syntax, e.g. info or ferry=debug,tower_http=info.",

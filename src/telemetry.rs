@@ -3,7 +3,18 @@
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
-use crate::config::LogFormat;
+use crate::config::{DEFAULT_LOG, LogFormat};
+
+/// The filter for a command other than `serve`. Its output is what it prints; the
+/// server's informational lines would only come between, so unless FERRY_LOG asks
+/// for something else it logs warnings and errors alone.
+pub fn command_filter(configured: &str) -> &str {
+    if configured == DEFAULT_LOG {
+        "warn"
+    } else {
+        configured
+    }
+}
 
 pub fn init(filter: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));

@@ -1,31 +1,94 @@
 //! Whether this process can serve, and what it reports to monitoring.
 
+use std::time::Duration;
+
+use tokio::time::{Instant, timeout_at};
+
 use super::App;
 
+/// How long readiness waits on any one part. Probes give up soon (Kubernetes after
+/// 1 s by default, `ferry healthcheck` after 3 s, compose after 5 s), and a probe
+/// that times out says nothing about why. Every part is checked at the same time
+/// under this deadline, so `/readyz` answers within about this long whatever is
+/// stuck, and names the part. The database pool's own acquire timeout (10 s) is
+/// left alone: requests should wait out a busy pool; only the probe gives up early.
+pub const READINESS_DEADLINE: Duration = Duration::from_millis(750);
+
 /// Ready for traffic: the database answers, the schema is current, and the data
-/// directory takes writes. The error names the failing part.
+/// directory takes writes. The error names every failing part.
 pub async fn readiness(app: &App) -> Result<(), String> {
+    let deadline = Instant::now() + READINESS_DEADLINE;
+    let (database, files) = tokio::join!(database(app, deadline), data_directory(app, deadline));
+    match (database, files) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+        (Err(db), Err(dir)) => Err(format!("{db}; {dir}")),
+    }
+}
+
+fn waited() -> String {
+    format!("{} ms", READINESS_DEADLINE.as_millis())
+}
+
+async fn database(app: &App, deadline: Instant) -> Result<(), String> {
     let store = app.store();
-    store
-        .ping()
-        .await
-        .map_err(|e| format!("database unreachable: {}", short_db_error(&e)))?;
-    match store.migrations_applied().await {
-        Ok(true) => {}
-        Ok(false) => return Err("database schema is not up to date; run `ferry migrate`".into()),
-        Err(e) => {
+    // Dropping sqlx's acquire or query when the deadline passes is safe: the pool
+    // gets its slot back, and a connection left mid-query is settled by the pool
+    // before anyone reuses it.
+    match timeout_at(deadline, store.ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(format!("database unreachable: {}", short_db_error(&e))),
+        Err(_) if store.pool_exhausted() => {
             return Err(format!(
-                "cannot read the schema version: {}",
-                short_db_error(&e)
+                "database busy: every connection stayed in use for {}",
+                waited()
+            ));
+        }
+        Err(_) => {
+            return Err(format!(
+                "database unreachable: no connection within {}",
+                waited()
             ));
         }
     }
+    match timeout_at(deadline, store.migrations_applied()).await {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err("database schema is not up to date; run `ferry migrate`".into()),
+        Ok(Err(e)) => Err(format!(
+            "cannot read the schema version: {}",
+            short_db_error(&e)
+        )),
+        Err(_) => Err(format!(
+            "database too slow: the schema version took over {} to read",
+            waited()
+        )),
+    }
+}
+
+/// A write probe in the data directory, on the blocking pool. A directory that hangs
+/// (a stalled network mount) keeps the probe's thread; the next probes see that and
+/// report it instead of stranding one thread each.
+async fn data_directory(app: &App, deadline: Instant) -> Result<(), String> {
+    let Some(probe) = app.blobs().begin_write_probe() else {
+        return Err(
+            "data directory is not answering: an earlier write probe is still waiting".into(),
+        );
+    };
     let this = app.clone();
-    tokio::task::spawn_blocking(move || this.blobs().check_writable())
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("data directory is not writable: {e}"))?;
-    Ok(())
+    let task = tokio::task::spawn_blocking(move || {
+        let done = this.blobs().check_writable();
+        drop(probe);
+        done
+    });
+    match timeout_at(deadline, task).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(format!("data directory is not writable: {e}")),
+        Ok(Err(e)) => Err(format!("data directory check failed: {e}")),
+        Err(_) => Err(format!(
+            "data directory is not answering: a test write took over {}",
+            waited()
+        )),
+    }
 }
 
 fn short_db_error(e: &sqlx::Error) -> String {

@@ -100,7 +100,7 @@ async fn announce_created(app: &App, item: &Item) -> Result<()> {
 
 /// Refuse an upload early when the size its request announces cannot fit: past
 /// the limit (413) or into the free-space reserve (507).
-pub fn check_room(app: &App, announced: Option<u64>) -> Result<()> {
+fn check_room(app: &App, announced: Option<u64>) -> Result<()> {
     let limit = app.settings().max_upload_bytes;
     if announced.is_some_and(|len| len > limit.saturating_add(MULTIPART_OVERHEAD)) {
         return Err(AppError::PayloadTooLarge { limit });
@@ -134,16 +134,24 @@ impl Drop for ReceivedFile {
 }
 
 /// Stream a file into the blob store, hashing it on the way, within the upload
-/// limit and the free-space reserve. On any error nothing is left behind.
-pub async fn receive_file<S, B>(app: &App, raw_name: &str, mut body: S) -> Result<ReceivedFile>
+/// limit and the free-space reserve. `announced` is the file's length when the
+/// request states it; the space checks count what the file can still bring, so
+/// a small one is taken until the reserve itself is reached. On any error nothing
+/// is left behind.
+pub async fn receive_file<S, B>(
+    app: &App,
+    raw_name: &str,
+    announced: Option<u64>,
+    mut body: S,
+) -> Result<ReceivedFile>
 where
     S: Stream<Item = std::result::Result<B, UploadError>> + Unpin,
     B: AsRef<[u8]>,
 {
-    check_room(app, None)?;
+    check_room(app, announced)?;
     let mut upload = app
         .blobs()
-        .start_upload(app.settings().max_upload_bytes)
+        .start_upload(app.settings().max_upload_bytes, announced)
         .await
         .map_err(anyhow::Error::from)?;
     let outcome = async {

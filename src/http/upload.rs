@@ -35,11 +35,10 @@ pub async fn raw(
                 .into(),
         )
     })?;
-    items::check_room(app, announced_length(headers))?;
     let stream = body
         .into_data_stream()
         .map_err(|e| UploadError::Body(e.to_string()));
-    let file = items::receive_file(app, name, stream).await?;
+    let file = items::receive_file(app, name, announced_length(headers), stream).await?;
     items::record_file(app, user, file, expiry).await
 }
 
@@ -93,7 +92,8 @@ pub async fn multipart(
                     StatusCode::PAYLOAD_TOO_LARGE => UploadError::TooLarge { limit },
                     _ => UploadError::Body(e.body_text()),
                 });
-                files.push(items::receive_file(app, &name, stream).await?);
+                // A part's length is unknown until it ends.
+                files.push(items::receive_file(app, &name, None, stream).await?);
             }
             _ => {}
         }

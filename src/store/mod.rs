@@ -33,6 +33,12 @@ use crate::config::Settings;
 /// Channel used for cross-replica live updates on PostgreSQL.
 pub const EVENTS_CHANNEL: &str = "ferry_events";
 
+/// How long a request waits for a database connection before it fails. Long on
+/// purpose: a burst of uploads or a slow migration may hold every connection for a
+/// few seconds, and a request should wait that out rather than fail. Readiness does
+/// not wait this long; it gives up on its own, shorter deadline (`app::health`).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Clone, Debug)]
 pub enum Store {
     Sqlite {
@@ -95,10 +101,14 @@ impl Store {
         let url = settings.database_url.expose();
         if settings.is_postgres() {
             let options = PgConnectOptions::from_str(url)
-                .context("FERRY_DATABASE_URL is not a valid PostgreSQL URL")?;
+                .context("FERRY_DATABASE_URL is not a valid PostgreSQL URL")?
+                // PostgreSQL sends NOTICEs (such as "relation _sqlx_migrations already
+                // exists, skipping" on every migration run) that sqlx logs as lines in
+                // the middle of a command's output; warnings and errors still come.
+                .options([("client_min_messages", "warning")]);
             let pool = PgPoolOptions::new()
                 .max_connections(settings.db_max_connections)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect_with(options)
                 .await
                 .context("cannot connect to PostgreSQL")?;
@@ -121,7 +131,7 @@ impl Store {
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.db_max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             // An in-process database has no connection to lose: skip the ping that
             // would otherwise cost a round trip to the connection's thread per query.
             .test_before_acquire(false)
@@ -156,6 +166,14 @@ impl Store {
             .execute(pool)
             .await
             .map(|_| ()))
+    }
+
+    /// Whether every connection the pool may open is open and taken: a wait for one
+    /// then means the database is busy (slow queries), not that it is gone.
+    pub fn pool_exhausted(&self) -> bool {
+        on_pool!(self, |pool| pool.size()
+            >= pool.options().get_max_connections()
+            && pool.num_idle() == 0)
     }
 
     pub async fn close(&self) {

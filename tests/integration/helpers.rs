@@ -72,7 +72,7 @@ struct PgCluster {
 
 static CLUSTER: OnceLock<PgCluster> = OnceLock::new();
 
-fn pg_bin(name: &str) -> PathBuf {
+pub fn pg_bin(name: &str) -> PathBuf {
     let on_path = std::env::var_os("PATH")
         .map(|p| {
             std::env::split_paths(&p)
@@ -92,7 +92,7 @@ fn pg_bin(name: &str) -> PathBuf {
 }
 
 /// PostgreSQL refuses to run as root; as root the cluster runs as `postgres`.
-fn pg_user() -> Option<(u32, u32)> {
+pub fn pg_user() -> Option<(u32, u32)> {
     if !rustix::process::getuid().is_root() {
         return None;
     }
@@ -103,7 +103,9 @@ fn pg_user() -> Option<(u32, u32)> {
     Some((id("-u").unwrap_or(65534), id("-g").unwrap_or(65534)))
 }
 
-fn start_cluster() -> PgCluster {
+/// A temp directory holding a new cluster's data directory (`data/`), owned by
+/// the user PostgreSQL runs as.
+pub fn init_cluster() -> TempDir {
     let dir = tempfile::Builder::new()
         .prefix("ferry-pg-")
         .tempdir()
@@ -113,11 +115,6 @@ fn start_cluster() -> PgCluster {
     if let Some((uid, gid)) = user {
         std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown cluster dir");
     }
-    let as_pg = |cmd: &mut Command| {
-        if let Some((uid, gid)) = user {
-            cmd.uid(uid).gid(gid);
-        }
-    };
     let mut initdb = Command::new(pg_bin("initdb"));
     initdb
         .args([
@@ -131,57 +128,76 @@ fn start_cluster() -> PgCluster {
             "-D",
         ])
         .arg(&data);
-    as_pg(&mut initdb);
+    if let Some((uid, gid)) = user {
+        initdb.uid(uid).gid(gid);
+    }
     let out = initdb.output().expect("run initdb");
     assert!(
         out.status.success(),
         "initdb failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    dir
+}
 
+/// The server of a cluster made by `init_cluster`, on 127.0.0.1:`port`, tuned for
+/// tests, stopped at once when the thread that spawns it ends.
+pub fn postgres_command(cluster: &Path, port: u16) -> Command {
+    let mut cmd = Command::new(pg_bin("postgres"));
+    cmd.arg("-D")
+        .arg(cluster.join("data"))
+        .args([
+            "-p",
+            &port.to_string(),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+        ])
+        .args([
+            "-c",
+            "max_connections=300",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "synchronous_commit=off",
+        ])
+        .arg("-k")
+        .arg(cluster)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some((uid, gid)) = pg_user() {
+        cmd.uid(uid).gid(gid);
+    }
+    // Immediate shutdown when the spawning thread (or the test process) goes away.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::QUIT))
+                .map_err(std::io::Error::from)
+        });
+    }
+    cmd
+}
+
+/// Wait until a server accepts connections at `url`.
+pub async fn wait_for_postgres(url: &str) {
+    for _ in 0..200 {
+        if sqlx::PgConnection::connect(url).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("PostgreSQL did not start at {url}");
+}
+
+fn start_cluster() -> PgCluster {
+    let dir = init_cluster();
     let port = free_port();
     let (tx, rx) = std::sync::mpsc::channel();
-    let postgres = pg_bin("postgres");
-    let data_dir = data.clone();
-    let socket_dir = dir.path().to_path_buf();
+    let mut cmd = postgres_command(dir.path(), port);
     // A dedicated thread spawns the server and lives as long as the test process:
     // the parent-death signal fires when the spawning thread ends.
     std::thread::spawn(move || {
-        let mut cmd = Command::new(postgres);
-        cmd.arg("-D")
-            .arg(&data_dir)
-            .args([
-                "-p",
-                &port.to_string(),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-            ])
-            .args([
-                "-c",
-                "max_connections=300",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "synchronous_commit=off",
-            ])
-            .arg("-k")
-            .arg(&socket_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some((uid, gid)) = user {
-            cmd.uid(uid).gid(gid);
-        }
-        // Immediate shutdown when the test process goes away.
-        unsafe {
-            cmd.pre_exec(|| {
-                rustix::process::set_parent_process_death_signal(Some(
-                    rustix::process::Signal::QUIT,
-                ))
-                .map_err(std::io::Error::from)
-            });
-        }
         let child = cmd.spawn();
         let ok = child.is_ok();
         let _ = tx.send(child.map(|_| ()).map_err(|e| e.to_string()));
@@ -198,15 +214,7 @@ fn start_cluster() -> PgCluster {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(async {
-        for _ in 0..200 {
-            if sqlx::PgConnection::connect(&admin_url).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("PostgreSQL did not start on port {port}");
-    });
+    rt.block_on(wait_for_postgres(&admin_url));
     PgCluster {
         admin_url,
         _dir: dir,

@@ -1,6 +1,6 @@
 //! Tests of the real `ferry` binary: configuration errors, the container
-//! healthcheck, SIGTERM during a request, SIGKILL during an upload, and two
-//! processes sharing one PostgreSQL.
+//! healthcheck, what admin commands print, SIGTERM during a request, SIGKILL
+//! during an upload, and two processes sharing one PostgreSQL.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -8,7 +8,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{SseStream, free_port, fresh_pg_database, skip_postgres};
+use crate::both_backends;
+use crate::helpers::{Backend, SseStream, free_port, fresh_pg_database, skip_postgres};
+
+both_backends!(commands_print_only_their_own_output);
 
 const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 
@@ -166,6 +169,10 @@ fn healthcheck_reports_the_local_server() {
     let listen = format!("127.0.0.1:{port}");
     let out = ferry(&["healthcheck"], &[("FERRY_LISTEN", &listen)], "");
     assert_eq!(out.status.code(), Some(1), "nothing is running");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("nothing is listening on {listen}\n")
+    );
     let server = Server::start(dir.path(), &[]);
     let listen = format!("0.0.0.0:{}", server.port);
     let out = ferry(&["healthcheck"], &[("FERRY_LISTEN", &listen)], "");
@@ -175,6 +182,67 @@ fn healthcheck_reports_the_local_server() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A server that takes the connection and never answers (hung, or its runtime
+/// stuck): the probe gives up in time and says so.
+#[test]
+fn healthcheck_names_a_server_that_does_not_answer() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let listen = silent.local_addr().expect("addr").to_string();
+    let out = ferry(&["healthcheck"], &[("FERRY_LISTEN", &listen)], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("no answer from {listen} within 3 s\n")
+    );
+}
+
+/// Admin commands print their own output and nothing else: no log lines, and on
+/// PostgreSQL none of the server's notices ("relation _sqlx_migrations already
+/// exists, skipping" came with every command). Also when FERRY_LOG is set to
+/// `info` for the server.
+async fn commands_print_only_their_own_output(backend: Backend) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data").to_string_lossy().into_owned();
+    let database_url = match backend {
+        Backend::Postgres => Some(fresh_pg_database().await),
+        Backend::Sqlite => None,
+    };
+    tokio::task::spawn_blocking(move || {
+        for (log, user) in [(None, "ops"), (Some("info"), "dev")] {
+            let mut env = vec![("FERRY_DATA_DIR", data.as_str())];
+            env.extend(database_url.as_deref().map(|u| ("FERRY_DATABASE_URL", u)));
+            env.extend(log.map(|l| ("FERRY_LOG", l)));
+            let run = |args: &[&str], stdin: &str| {
+                let out = ferry(args, &env, stdin);
+                assert!(out.status.success(), "{args:?}: {out:?}");
+                (
+                    String::from_utf8(out.stdout).expect("utf-8"),
+                    String::from_utf8(out.stderr).expect("utf-8"),
+                )
+            };
+            for _ in 0..2 {
+                let (stdout, stderr) = run(&["migrate"], "");
+                assert!(
+                    stdout.starts_with("database schema is at version "),
+                    "{stdout}"
+                );
+                assert_eq!(stderr, "", "ferry migrate with FERRY_LOG={log:?}");
+            }
+            let (stdout, stderr) = run(&["user", "add", user], "password123\n");
+            assert_eq!(stdout, format!("created user {user}\n"));
+            assert_eq!(stderr, "", "ferry user add with FERRY_LOG={log:?}");
+            let (stdout, stderr) = run(&["user", "list"], "");
+            assert!(stdout.contains(&format!("{user}\tmember\t")), "{stdout}");
+            assert_eq!(stderr, "", "ferry user list with FERRY_LOG={log:?}");
+            let (stdout, stderr) = run(&["token", "create", "cli", "--user", user], "");
+            assert_eq!(stdout.lines().count(), 1, "only the token: {stdout}");
+            assert_eq!(stderr, "token cli created; it is shown only once\n");
+        }
+    })
+    .await
+    .expect("commands");
 }
 
 #[test]

@@ -1,0 +1,244 @@
+//! Readiness while a part fails: the database stopped, busy or slow, the data
+//! directory hung. `/readyz` must answer within a probe's timeout and name the
+//! part, `/healthz` stays 200, and `ferry healthcheck` says the same in words.
+
+use std::time::Duration;
+
+use ferry::config::Secret;
+use ferry::store::Store;
+
+use crate::both_backends;
+use crate::helpers::{Backend, SseStream, TestApp, skip_postgres};
+use crate::own_postgres::OwnPostgres;
+
+both_backends!(busy_database_is_reported, hung_data_directory_is_reported);
+
+/// The healthcheck's own timeout. A probe that hears nothing within it can only
+/// report a time-out; Kubernetes' default (1 s) is shorter still, which is why
+/// the server keeps to its own deadline below a second.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `/readyz` answers 503 before the probe gives up; returns the reason it gives.
+async fn not_ready(app: &TestApp) -> String {
+    let res = reqwest::Client::builder()
+        .timeout(PROBE_TIMEOUT)
+        .build()
+        .expect("client")
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("/readyz answers before the probe's timeout");
+    assert_eq!(res.status(), 503);
+    let body: serde_json::Value = res.json().await.expect("json");
+    body["reason"].as_str().expect("a reason").to_string()
+}
+
+/// Liveness does not depend on the failing part.
+async fn assert_alive(app: &TestApp) {
+    let res = reqwest::Client::builder()
+        .timeout(PROBE_TIMEOUT)
+        .build()
+        .expect("client")
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("/healthz");
+    assert_eq!(res.status(), 200);
+}
+
+/// Poll `/readyz` until it answers 200 again.
+async fn wait_ready(app: &TestApp) {
+    for _ in 0..200 {
+        if let Ok(res) = reqwest::get(app.url("/readyz")).await
+            && res.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("not ready again after the failure ended");
+}
+
+/// `ferry healthcheck` against the app: its exit code and what it printed.
+async fn healthcheck(app: &TestApp) -> (Option<i32>, String) {
+    let listen = app.addr.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .arg("healthcheck")
+            .env_clear()
+            .env("FERRY_LISTEN", listen)
+            .output()
+            .expect("run ferry healthcheck")
+    })
+    .await
+    .expect("join");
+    assert!(out.stdout.is_empty());
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_database_is_reported_and_recovered_from() {
+    if skip_postgres() {
+        return;
+    }
+    // Its own server: stopping the shared cluster would fail every other test.
+    let mut postgres = OwnPostgres::start().await;
+    let url = postgres.url();
+    let app = TestApp::spawn_with(Backend::Postgres, |s| s.database_url = Secret::new(url)).await;
+    let token = app.user_with_token("ops", false).await;
+    let mut events = SseStream::open(&app.url("/events"), &token, None).await;
+
+    postgres.stop().await;
+    let reason = not_ready(&app).await;
+    assert!(reason.starts_with("database unreachable"), "{reason}");
+    assert_alive(&app).await;
+    let (code, said) = healthcheck(&app).await;
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.starts_with("not ready: database unreachable"),
+        "{said}"
+    );
+
+    // Notifications sent meanwhile are lost: open pages are told to reload.
+    let told = next_named(&mut events, "resync", Duration::from_secs(10)).await;
+    assert!(told, "the live stream was told to resync");
+
+    postgres.restart().await;
+    wait_ready(&app).await;
+    assert_eq!(healthcheck(&app).await, (Some(0), String::new()));
+    let res = app.upload(&token, "after.txt", b"back".to_vec()).await;
+    assert_eq!(res.status(), 201);
+    // Live events resume on the stream opened before the outage once the listener
+    // has reconnected (it retries every second).
+    let mut heard = false;
+    for attempt in 0..20 {
+        app.post_note(&token, &format!("back {attempt}")).await;
+        if next_named(&mut events, "item.created", Duration::from_secs(1)).await {
+            heard = true;
+            break;
+        }
+    }
+    assert!(heard, "live events came back");
+    app.stop().await;
+}
+
+/// Whether an event named `name` arrives within `wait`, others skipped.
+async fn next_named(events: &mut SseStream, name: &str, wait: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Some(left) = deadline.checked_duration_since(tokio::time::Instant::now()) {
+        match events.next(left).await {
+            Some(event) if event.event == name => return true,
+            Some(_) => {}
+            None => return false,
+        }
+    }
+    false
+}
+
+/// Every connection taken (slow requests): readiness says the database is busy
+/// instead of waiting the pool's 10 s. On PostgreSQL also a query that hangs on a
+/// lock: readiness says the database is too slow.
+async fn busy_database_is_reported(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let held: Box<dyn std::any::Any + Send> = match &app.state.store {
+        Store::Sqlite { pool, .. } => Box::new(take_every_connection(pool).await),
+        Store::Postgres { pool, .. } => Box::new(take_every_connection(pool).await),
+    };
+    let reason = not_ready(&app).await;
+    assert!(reason.starts_with("database busy"), "{reason}");
+    assert_alive(&app).await;
+    let (code, said) = healthcheck(&app).await;
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.starts_with("not ready: database busy"), "{said}");
+    drop(held);
+    wait_ready(&app).await;
+
+    if let Store::Postgres { pool, .. } = &app.state.store {
+        let mut locker = pool.begin().await.expect("begin");
+        sqlx::query("lock table _sqlx_migrations in access exclusive mode")
+            .execute(&mut *locker)
+            .await
+            .expect("lock");
+        let reason = not_ready(&app).await;
+        assert!(reason.starts_with("database too slow"), "{reason}");
+        locker.rollback().await.expect("release the lock");
+        wait_ready(&app).await;
+    }
+    app.stop().await;
+}
+
+/// Every connection the pool will give out (on PostgreSQL the live-event listener
+/// keeps one of its own).
+async fn take_every_connection<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+) -> Vec<sqlx::pool::PoolConnection<DB>> {
+    let mut held = Vec::new();
+    while let Ok(taken) = tokio::time::timeout(Duration::from_millis(500), pool.acquire()).await {
+        held.push(taken.expect("a connection"));
+    }
+    assert!(held.len() + 1 >= pool.options().get_max_connections() as usize);
+    held
+}
+
+/// A write into the data directory that never returns, as on a stalled network
+/// mount: here the readiness probe's file is a FIFO nobody reads.
+async fn hung_data_directory_is_reported(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let own_tmp = std::fs::read_dir(app.data_dir.join("tmp"))
+        .expect("tmp")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.is_dir())
+        .expect("this process's tmp directory");
+    let probe = own_tmp.join(".ready-probe");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &probe,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .expect("mkfifo");
+    let _unblock = UnblockOnDrop(probe.clone());
+
+    let reason = not_ready(&app).await;
+    assert!(
+        reason.starts_with("data directory is not answering"),
+        "{reason}"
+    );
+    // The stuck probe keeps its thread; later probes say so rather than pile up.
+    let reason = not_ready(&app).await;
+    assert!(reason.contains("still waiting"), "{reason}");
+    assert_alive(&app).await;
+
+    // Reading the FIFO lets the stuck write finish; the probe then removes it.
+    let written = tokio::task::spawn_blocking({
+        let probe = probe.clone();
+        move || std::fs::read(probe)
+    })
+    .await
+    .expect("join")
+    .expect("read the probe's FIFO");
+    assert_eq!(written, b"ok");
+    wait_ready(&app).await;
+    assert!(!probe.exists());
+    app.stop().await;
+}
+
+/// Should the test fail half-way, a write still stuck on the FIFO would keep the
+/// runtime from shutting down: open it for reading without blocking, which lets
+/// the write through, and remove it.
+struct UnblockOnDrop(std::path::PathBuf);
+
+impl Drop for UnblockOnDrop {
+    fn drop(&mut self) {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(&self.0);
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
