@@ -91,7 +91,7 @@ async fn new_link(app: &TestApp, client: &reqwest::Client, csrf: &str) -> String
 
 /// Read a QR code drawn by Ferry's SVG renderer: one `M x y h w v h H x V y` square
 /// per dark module, in a viewBox of whole pixels.
-fn decode_qr(svg: &str) -> String {
+pub fn decode_qr(svg: &str) -> String {
     let size = between(svg, "viewBox=\"0 0 ", "\"").expect("viewBox");
     let (width, height) = size.split_once(' ').expect("two numbers");
     let (width, height): (usize, usize) = (
