@@ -135,6 +135,65 @@ async fn uploads_and_notes_appear_live_in_another_browser(backend: Backend) {
         )
         .await;
 
+    // Pasting on the feed (outside the note field): text becomes a note, a copied
+    // image an upload named after the moment. The event carries what a Ctrl+V
+    // would; the browser's own clipboard is not reachable headless.
+    let paste = |what: &str| {
+        format!(
+            "const data = new DataTransfer(); {what} \
+             return document.body.dispatchEvent(new ClipboardEvent('paste', \
+             {{ clipboardData: data, bubbles: true, cancelable: true }}));"
+        )
+    };
+    let taken = desktop
+        .exec(
+            &paste("data.setData('text/plain', 'Pasted: gate code 4711');"),
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        taken,
+        json!(false),
+        "the feed takes a paste outside a field"
+    );
+    phone
+        .wait_for_feed_item(
+            "Pasted: gate code 4711",
+            "the pasted note in the other browser",
+        )
+        .await;
+    desktop
+        .exec(
+            &paste(
+                "data.items.add(new File([new Uint8Array([137, 80, 78, 71])], 'image.png', \
+                 { type: 'image/png' }));",
+            ),
+            json!([]),
+        )
+        .await;
+    phone
+        .wait_until(
+            "the pasted image in the other browser",
+            "return Array.from(document.querySelectorAll('#feed li .file a')).some(a => \
+             /^pasted-\\d{4}-\\d\\d-\\d\\d-\\d\\d-\\d\\d-\\d\\d\\.png$/.test(a.textContent));",
+        )
+        .await;
+    // Pasted into the note field, text stays an ordinary paste: the handler lets
+    // the event through (`dispatchEvent` is true when nothing cancelled it).
+    let ordinary = desktop
+        .exec(
+            "const data = new DataTransfer(); data.setData('text/plain', 'typed'); \
+             return document.getElementById('note-text').dispatchEvent(new ClipboardEvent('paste', \
+             { clipboardData: data, bubbles: true, cancelable: true }));",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        ordinary,
+        json!(true),
+        "a paste into the note field was taken over"
+    );
+
     // One more note, to be seen in the pictures below.
     let note = "Ferry leaves at 6 from the north pier.\nBring coffee.";
     desktop.type_into("#note-text", note).await;
