@@ -246,19 +246,26 @@ async fn two_devices_racing_for_one_link_get_one_session(backend: Backend) {
     let laptop = device(LAPTOP);
     let csrf = sign_in(&app, &laptop, "ann").await;
     let link = new_link(&app, &laptop, &csrf).await;
-    let mut presses = Vec::new();
+    // Four phones open the link, then all press at once.
+    let mut opened = Vec::new();
     for _ in 0..4 {
         let phone = device(PHONE);
         let html = phone.get(&link).send().await.expect("open").text().await;
         let confirm = between(&html.expect("page"), "name=\"confirm\" value=\"", "\"")
             .expect("field")
             .to_string();
-        let link = link.clone();
-        presses.push(tokio::spawn(async move {
-            let res = phone.post(&link).form(&[("confirm", confirm)]).send().await;
-            res.expect("press").status()
-        }));
+        opened.push((phone, confirm));
     }
+    let presses: Vec<_> = opened
+        .into_iter()
+        .map(|(phone, confirm)| {
+            let link = link.clone();
+            tokio::spawn(async move {
+                let res = phone.post(&link).form(&[("confirm", confirm)]).send().await;
+                res.expect("press").status()
+            })
+        })
+        .collect();
     let mut statuses = Vec::new();
     for press in presses {
         statuses.push(press.await.expect("task"));
