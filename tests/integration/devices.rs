@@ -1,3 +1,6 @@
+//! Long because it carries its own QR reader and page-scraping helpers beside the
+//! scenarios.
+//!
 //! Signing a phone in with the "add a device" QR code, the account's device list,
 //! and QR codes of share links. QR codes are read back with an independent decoder
 //! (rqrr), as a phone's camera would.
