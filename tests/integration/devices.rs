@@ -5,6 +5,8 @@
 //! and QR codes of share links. QR codes are read back with an independent decoder
 //! (rqrr), as a phone's camera would.
 
+use std::sync::{Mutex, OnceLock};
+
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -21,6 +23,7 @@ both_backends!(
     last_seen_is_kept_to_the_minute,
     link_creation_and_use_are_rate_limited,
     share_links_get_a_qr_code_when_the_address_is_known,
+    link_creation_and_use_are_logged_without_the_token,
 );
 
 const LAPTOP: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
@@ -579,4 +582,72 @@ async fn share_links_get_a_qr_code_when_the_address_is_known(backend: Backend) {
             assert!(without.contains("Set <code>FERRY_PUBLIC_URL</code> to show one"));
         }
     }
+}
+
+/// Every log line of this test process from the first call on, as production
+/// writes them (JSON, with the request span's fields). No other test installs a
+/// subscriber; the server does only in `ferry serve`.
+fn captured_logs() -> String {
+    static LOGS: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
+    struct Capture(&'static Mutex<Vec<u8>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            let mut logs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            logs.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let logs = LOGS.get_or_init(|| {
+        let logs: &'static Mutex<Vec<u8>> = Box::leak(Box::default());
+        tracing_subscriber::fmt()
+            .with_env_filter("info")
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_writer(move || Capture(logs))
+            .try_init()
+            .expect("the only log subscriber of the test process");
+        logs
+    });
+    let bytes = logs.lock().unwrap_or_else(|e| e.into_inner());
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+async fn link_creation_and_use_are_logged_without_the_token(backend: Backend) {
+    captured_logs();
+    let app = TestApp::spawn(backend).await;
+    app.add_user("ann", "password123", false).await;
+    let laptop = device(LAPTOP);
+    let csrf = sign_in(&app, &laptop, "ann").await;
+    let link = new_link(&app, &laptop, &csrf).await;
+    let token = link.rsplit('/').next().expect("token").to_string();
+    let phone = device(PHONE);
+    assert_eq!(redeem(&phone, &link).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(phone.get(&link).send().await.expect("again").status(), 410);
+
+    let logs = captured_logs();
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter(|l| l.contains("device link") || l.contains("with a link"))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|l: &Value| l["ip"] == "127.0.0.1" && l["user"] == "ann")
+        .collect();
+    let outcomes: Vec<&str> = lines.iter().filter_map(|l| l["outcome"].as_str()).collect();
+    for outcome in ["created", "opened", "redeemed", "already used"] {
+        assert!(outcomes.contains(&outcome), "{outcome} in {outcomes:?}");
+    }
+    let redeemed = lines
+        .iter()
+        .find(|l| l["outcome"] == "redeemed")
+        .expect("redeemed");
+    assert_eq!(redeemed["device"], "Firefox on Android");
+    // Neither the audit lines nor the request log (its path) hold the token.
+    assert!(
+        logs.contains("\"route\":\"/link/{token}\""),
+        "requests are logged"
+    );
+    assert!(!logs.contains(&token), "a log line holds the sign-in token");
 }
