@@ -24,6 +24,7 @@ both_backends!(
     link_creation_and_use_are_rate_limited,
     share_links_get_a_qr_code_when_the_address_is_known,
     link_creation_and_use_are_logged_without_the_token,
+    a_new_password_ends_links_not_yet_used,
 );
 
 const LAPTOP: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
@@ -650,4 +651,30 @@ async fn link_creation_and_use_are_logged_without_the_token(backend: Backend) {
         "requests are logged"
     );
     assert!(!logs.contains(&token), "a log line holds the sign-in token");
+}
+
+async fn a_new_password_ends_links_not_yet_used(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("ann", "password123", false).await;
+    let laptop = device(LAPTOP);
+    let csrf = sign_in(&app, &laptop, "ann").await;
+    let link = new_link(&app, &laptop, &csrf).await;
+    let res = laptop
+        .post(app.url("/account/password"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("current", "password123"),
+            ("password", "another-password"),
+            ("password2", "another-password"),
+        ])
+        .send()
+        .await
+        .expect("change the password");
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let res = device(PHONE).get(&link).send().await.expect("open");
+    assert_eq!(
+        res.status(),
+        StatusCode::NOT_FOUND,
+        "the link went with the old password"
+    );
 }
