@@ -113,20 +113,29 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
 }
 
 /// Failed-login counter per client IP and per account, in this process. With
-/// several replicas each counts on its own: the limit is per replica.
+/// several replicas each counts on its own: the limit is per replica. Other
+/// attempts worth limiting (device links, share passwords) count under keys of
+/// their own through `check_key`, `record` and `take`.
 #[derive(Debug, Default)]
 pub struct LoginLimiter {
     failures: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
+
+type Counts = HashMap<String, VecDeque<Instant>>;
 
 impl LoginLimiter {
     pub const WINDOW: Duration = Duration::from_secs(15 * 60);
     pub const MAX_PER_ACCOUNT: usize = 5;
     pub const MAX_PER_IP: usize = 20;
 
+    /// The key failed attempts of any kind from one client are counted under.
+    pub fn ip_key(ip: IpAddr) -> String {
+        format!("ip:{ip}")
+    }
+
     fn keys(ip: IpAddr, account: &str) -> [(String, usize); 2] {
         [
-            (format!("ip:{ip}"), Self::MAX_PER_IP),
+            (Self::ip_key(ip), Self::MAX_PER_IP),
             (
                 format!("user:{}", account.to_lowercase()),
                 Self::MAX_PER_ACCOUNT,
@@ -134,42 +143,77 @@ impl LoginLimiter {
         ]
     }
 
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check_in(map: &mut Counts, key: &str, max: usize, now: Instant) -> Result<(), u64> {
+        let Some(times) = map.get_mut(key) else {
+            return Ok(());
+        };
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Self::WINDOW)
+        {
+            times.pop_front();
+        }
+        if times.len() >= max {
+            let oldest = times.front().copied().unwrap_or(now);
+            let wait = Self::WINDOW.saturating_sub(now.duration_since(oldest));
+            return Err(wait.as_secs().max(1));
+        }
+        Ok(())
+    }
+
+    fn record_in(map: &mut Counts, key: &str, now: Instant) {
+        // Bound memory under a spray of distinct names: forget everything if huge.
+        if map.len() > 100_000 {
+            map.clear();
+        }
+        map.entry(key.to_string()).or_default().push_back(now);
+    }
+
     /// `Err(seconds)` when this IP or account must wait before trying again.
     pub fn check(&self, ip: IpAddr, account: &str) -> Result<(), u64> {
         let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.counts();
         for (key, max) in Self::keys(ip, account) {
-            if let Some(times) = map.get_mut(&key) {
-                while times
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) > Self::WINDOW)
-                {
-                    times.pop_front();
-                }
-                if times.len() >= max {
-                    let oldest = times.front().copied().unwrap_or(now);
-                    let wait = Self::WINDOW.saturating_sub(now.duration_since(oldest));
-                    return Err(wait.as_secs().max(1));
-                }
-            }
+            Self::check_in(&mut map, &key, max, now)?;
         }
         Ok(())
     }
 
     pub fn failed(&self, ip: IpAddr, account: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        // Bound memory under a spray of distinct names: forget everything if huge.
-        if map.len() > 100_000 {
-            map.clear();
-        }
+        let now = Instant::now();
+        let mut map = self.counts();
         for (key, _) in Self::keys(ip, account) {
-            map.entry(key).or_default().push_back(Instant::now());
+            Self::record_in(&mut map, &key, now);
         }
     }
 
     pub fn succeeded(&self, account: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(&format!("user:{}", account.to_lowercase()));
+        self.counts()
+            .remove(&format!("user:{}", account.to_lowercase()));
+    }
+
+    /// `Err(seconds)` when `key` has `max` attempts in the window already.
+    pub fn check_key(&self, key: &str, max: usize) -> Result<(), u64> {
+        Self::check_in(&mut self.counts(), key, max, Instant::now())
+    }
+
+    /// Count one attempt under `key`.
+    pub fn record(&self, key: &str) {
+        Self::record_in(&mut self.counts(), key, Instant::now());
+    }
+
+    /// Check and count in one step, for actions limited whether or not they
+    /// succeed (creating a sign-in link).
+    pub fn take(&self, key: &str, max: usize) -> Result<(), u64> {
+        let now = Instant::now();
+        let mut map = self.counts();
+        Self::check_in(&mut map, key, max, now)?;
+        Self::record_in(&mut map, key, now);
+        Ok(())
     }
 }
 
@@ -204,5 +248,22 @@ mod tests {
         }
         assert!(limiter.check(ip, "Alice").is_err());
         assert!(limiter.check(ip, "bob").is_ok());
+    }
+
+    #[test]
+    fn keys_are_counted_apart() {
+        let limiter = LoginLimiter::default();
+        for _ in 0..3 {
+            assert!(limiter.take("links:1", 3).is_ok());
+        }
+        assert!(limiter.take("links:1", 3).is_err());
+        assert!(limiter.check_key("links:1", 3).is_err());
+        assert!(limiter.take("links:2", 3).is_ok());
+        let ip: IpAddr = "192.0.2.2".parse().expect("ip");
+        assert!(limiter.check(ip, "alice").is_ok(), "other keys untouched");
+        for _ in 0..LoginLimiter::MAX_PER_IP {
+            limiter.record(&LoginLimiter::ip_key(ip));
+        }
+        assert!(limiter.check(ip, "alice").is_err(), "one count per client");
     }
 }

@@ -1,5 +1,5 @@
-// Ferry's progressive enhancement: live updates, drag-and-drop uploads with
-// progress, copy buttons, local times. Every basic action also works without it.
+// Ferry's progressive enhancement: live updates, drag-and-drop and pasted uploads
+// with progress, copy buttons, local times. Every basic action also works without it.
 (function () {
   "use strict";
   document.documentElement.classList.add("js");
@@ -86,6 +86,54 @@
     xhr.send(form);
   }
 
+  // A pasted note's status, in a copy of the same row an upload shows.
+  function postNote(text, list, expires) {
+    var row = document.getElementById("upload-row").content.firstElementChild.cloneNode(true);
+    var label = row.querySelector(".name");
+    row.querySelector("progress").remove();
+    label.textContent = "Pasted note…";
+    list.appendChild(row);
+    var fail = function (msg) { label.textContent = "Pasted note: " + msg; label.className = "error"; };
+    fetch("/api/items", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify({ text: text, expires: expires })
+    }).then(function (r) {
+      if (r.status === 201) {
+        label.textContent = "Pasted note ✓";
+        setTimeout(function () { row.remove(); }, 3000);
+        return;
+      }
+      return r.json().then(function (b) { fail(b.message); }, function () { fail("failed (" + r.status + ")"); });
+    }).catch(function () { fail("network error"); });
+  }
+
+  // A copied image arrives as "image.png": name it after the moment it was pasted.
+  function pastedFile(file) {
+    if (!/^image\.\w+$/.test(file.name)) return file;
+    var stamp = new Date().toISOString().slice(0, 19).replace(/[T:]/g, "-");
+    return new File([file], "pasted-" + stamp + file.name.slice(5), { type: file.type });
+  }
+
+  // Ctrl/Cmd+V on the feed: files or an image become uploads; text pasted outside a
+  // text field becomes a note. Text pasted into a field stays an ordinary paste.
+  function pasted(e, send, list, expiry) {
+    var data = e.clipboardData;
+    if (!data) return;
+    var files = Array.prototype.slice.call(data.files || []);
+    if (files.length) {
+      e.preventDefault();
+      send(files.map(pastedFile));
+      return;
+    }
+    if (e.target.closest && e.target.closest("input, textarea, select, [contenteditable]")) return;
+    var text = data.getData("text/plain");
+    if (!text || !text.trim()) return;
+    e.preventDefault();
+    postNote(text, list, expiry());
+  }
+
   function uploads(formEl) {
     var zone = document.getElementById("dropzone");
     var input = document.getElementById("file-input");
@@ -101,6 +149,7 @@
     });
     zone.addEventListener("drop", function (e) { if (e.dataTransfer) send(e.dataTransfer.files); });
     formEl.addEventListener("submit", function (e) { e.preventDefault(); send(input.files); });
+    document.addEventListener("paste", function (e) { pasted(e, send, list, expiry); });
   }
 
   function copy(text, button) {

@@ -53,7 +53,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
     let app = App::new(settings.into(), store.clone(), blobs, EventHub::detached());
     let token_name = format!("bench-{}", &random_token()[..8]);
     let token = accounts::create_token(&app, &user.id, &token_name).await?;
-    let session = accounts::start_session(&app, &user.id, None).await?;
+    let session = accounts::start_session(&app, &user.id, None, Some("ferry-bench")).await?;
 
     let started = Instant::now();
     load_items(&store, &bench_items(args.items, &user.id)).await?;

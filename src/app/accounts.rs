@@ -4,13 +4,13 @@
 
 use std::net::IpAddr;
 
-use super::App;
+use super::{App, devices};
 use crate::auth::{
     check_password_rules, check_user_name, constant_time_eq, hash_password, random_token,
     token_hash, verify_password,
 };
 use crate::error::{AppError, Result};
-use crate::store::{ApiToken, SessionUser, User, now_ms};
+use crate::store::{ApiToken, NewSession, SessionUser, User, now_ms};
 
 /// How the current request proved who it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,20 +108,26 @@ pub async fn sign_in(app: &App, ip: IpAddr, name: &str, password: String) -> Res
 
 /// Start a session and return its token. A fresh token at every sign-in, so a
 /// planted cookie is never promoted; the session the browser presented, if any, is
-/// ended.
-pub async fn start_session(app: &App, user_id: &str, replaced: Option<&str>) -> Result<String> {
+/// ended. The User-Agent names the device on the account page.
+pub async fn start_session(
+    app: &App,
+    user_id: &str,
+    replaced: Option<&str>,
+    user_agent: Option<&str>,
+) -> Result<String> {
     if let Some(old) = replaced {
         app.store().delete_session(&token_hash(old)).await?;
     }
     let token = random_token();
     let ttl = app.settings().session_ttl;
     app.store()
-        .create_session(
-            &token_hash(&token),
+        .insert_session(&NewSession {
+            token_hash: &token_hash(&token),
             user_id,
-            &random_token(),
-            now_ms() + ttl.as_millis() as i64,
-        )
+            csrf_token: &random_token(),
+            expires_at: now_ms() + ttl.as_millis() as i64,
+            user_agent: user_agent.map(devices::clip_user_agent),
+        })
         .await?;
     Ok(token)
 }

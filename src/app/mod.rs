@@ -3,6 +3,7 @@
 //! knows about HTTP: no axum, no `crate::http`.
 
 pub mod accounts;
+pub mod devices;
 pub mod health;
 pub mod items;
 pub mod live;
@@ -51,6 +52,21 @@ impl App {
 
     pub fn settings(&self) -> &Settings {
         &self.0.settings
+    }
+
+    /// Where users reach Ferry, for links that must be absolute (QR codes):
+    /// FERRY_PUBLIC_URL, else the origin the user's browser reported with its
+    /// request (a form's `Origin` header), else nothing. The browser's origin is
+    /// safe to use because the page it ends up in goes back only to that browser:
+    /// whoever could forge the header would be misleading only themselves.
+    pub fn absolute_base(&self, browser_origin: Option<&str>) -> Option<String> {
+        if let Some(url) = &self.settings().public_url {
+            return Some(url.as_str().trim_end_matches('/').to_string());
+        }
+        let url = url::Url::parse(browser_origin?).ok()?;
+        let origin = url.origin();
+        (matches!(url.scheme(), "http" | "https") && origin.is_tuple())
+            .then(|| origin.ascii_serialization())
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {

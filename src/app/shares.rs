@@ -78,10 +78,12 @@ pub async fn create(
 /// The link to give out. Without FERRY_PUBLIC_URL it is relative; the page's
 /// script makes it absolute.
 pub fn url(app: &App, token: &str) -> String {
-    match &app.settings().public_url {
-        Some(base) => format!("{}/s/{token}", base.as_str().trim_end_matches('/')),
-        None => format!("/s/{token}"),
-    }
+    url_from(&app.absolute_base(None).unwrap_or_default(), token)
+}
+
+/// The link under `base` (see `App::absolute_base`).
+pub fn url_from(base: &str, token: &str) -> String {
+    format!("{base}/s/{token}")
 }
 
 /// The links of an item, newest first.

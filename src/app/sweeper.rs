@@ -1,5 +1,6 @@
-//! Background housekeeping: expired items and their files, expired sessions, old
-//! events. With several replicas, a database lease makes sure only one sweeps.
+//! Background housekeeping: expired items and their files, expired sessions and
+//! sign-in links, old events. With several replicas, a database lease makes sure
+//! only one sweeps.
 
 use std::time::Duration;
 
@@ -49,6 +50,7 @@ pub async fn sweep_once(app: &App) -> anyhow::Result<usize> {
         }
     }
     let sessions = store.delete_expired_sessions().await?;
+    store.delete_expired_device_links().await?;
     let events = store
         .prune_events(now_ms() - EVENT_RETENTION.as_millis() as i64)
         .await?;

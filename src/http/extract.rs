@@ -150,6 +150,21 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CheckedForm<T> {
 #[derive(Deserialize)]
 pub struct NoFields {}
 
+// ---- what the browser says of itself ---------------------------------------------
+
+/// The User-Agent, which names the device on the account page.
+pub fn user_agent(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// The `Origin` a browser sends with a form it posts: the address it reached
+/// Ferry at, scheme included.
+pub fn origin(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+}
+
 // ---- the client's address --------------------------------------------------------
 
 /// The client address: the TCP peer, or the address a trusted proxy reports.

@@ -79,11 +79,20 @@ pub fn router(state: AppState) -> Router {
                 .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
                     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
                     let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-                    tracing::info_span!("request", method = %req.method(), route = route.as_deref().unwrap_or("-"), path = %req.uri().path(), request_id)
+                    tracing::info_span!("request", method = %req.method(), route = route.as_deref().unwrap_or("-"), path = logged_path(route.as_deref(), req.uri().path()), request_id)
                 }).on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros)))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
         )
         .with_state(state)
+}
+
+/// The path a request is logged with: its route where the path holds a secret
+/// (share and sign-in links carry their token), so a log never holds a usable link.
+fn logged_path<'a>(route: Option<&'a str>, path: &'a str) -> &'a str {
+    match route {
+        Some(route) if route.contains("{token}") => route,
+        _ => path,
+    }
 }
 
 /// Cross-origin API access only for configured origins; none by default, so

@@ -8,6 +8,7 @@ mod cache;
 pub mod dump;
 mod items;
 mod lease;
+mod links;
 mod migrate;
 mod models;
 mod sessions;
@@ -26,7 +27,9 @@ use sqlx::sqlite::{
 };
 
 pub use cache::{FRESH_FOR, ItemsPage, ReadCache};
+pub use links::Session as LinkedSession;
 pub use models::*;
+pub use sessions::NewSession;
 
 use crate::config::Settings;
 

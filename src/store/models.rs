@@ -22,6 +22,24 @@ pub struct SessionUser {
     pub csrf_token: String,
 }
 
+/// A session as the account's device list shows it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct SessionRow {
+    pub token_hash: String,
+    pub user_agent: Option<String>,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+}
+
+/// A one-time link that signs another device in.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct DeviceLink {
+    pub user_id: String,
+    pub user_name: String,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ApiToken {
     pub id: String,

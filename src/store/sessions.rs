@@ -2,10 +2,43 @@
 
 use super::*;
 
-/// How precisely an API token's "last used" time is kept.
-const TOKEN_USE_RESOLUTION_MS: i64 = 60_000;
+/// How precisely an API token's "last used" and a session's "last seen" are kept.
+const LAST_USE_RESOLUTION_MS: i64 = 60_000;
+
+/// A session about to start.
+pub struct NewSession<'a> {
+    pub token_hash: &'a str,
+    pub user_id: &'a str,
+    pub csrf_token: &'a str,
+    pub expires_at: i64,
+    /// The browser's User-Agent, already clipped, for the account's device list.
+    pub user_agent: Option<&'a str>,
+}
+
+/// Insert a `NewSession` on a pool or inside a transaction (the device-link
+/// redemption starts its session in the same transaction that uses the link).
+macro_rules! insert_session {
+    ($executor:expr, $session:expr, $now:expr) => {
+        sqlx::query(
+            "insert into sessions (token_hash, user_id, csrf_token, created_at, expires_at, user_agent, last_seen_at) \
+             values ($1, $2, $3, $4, $5, $6, $4)",
+        )
+        .bind($session.token_hash)
+        .bind($session.user_id)
+        .bind($session.csrf_token)
+        .bind($now)
+        .bind($session.expires_at)
+        .bind($session.user_agent)
+        .execute($executor)
+        .await
+        .map(|_| ())
+    };
+}
+
+pub(crate) use insert_session;
 
 impl Store {
+    /// A session with no device recorded (the command line, benchmarks, tests).
     pub async fn create_session(
         &self,
         token_hash: &str,
@@ -13,36 +46,86 @@ impl Store {
         csrf_token: &str,
         expires_at: i64,
     ) -> sqlx::Result<()> {
-        on_pool!(self, |pool| {
-            sqlx::query(
-            "insert into sessions (token_hash, user_id, csrf_token, created_at, expires_at) values ($1, $2, $3, $4, $5)"
-        )
-        .bind(token_hash)
-        .bind(user_id)
-        .bind(csrf_token)
-        .bind(now_ms())
-        .bind(expires_at)
-        .execute(pool)
-        .await
-        .map(|_| ())
+        self.insert_session(&NewSession {
+            token_hash,
+            user_id,
+            csrf_token,
+            expires_at,
+            user_agent: None,
         })
+        .await
+    }
+
+    pub async fn insert_session(&self, session: &NewSession<'_>) -> sqlx::Result<()> {
+        on_pool!(self, |pool| insert_session!(pool, session, now_ms()))
     }
 
     pub async fn session(&self, token_hash: &str) -> sqlx::Result<Option<SessionUser>> {
         if let Some(user) = self.cache().session(token_hash) {
             return Ok(Some(user));
         }
-        let sql = "select u.id, u.name, u.is_admin, s.csrf_token from sessions s join users u on u.id = s.user_id \
+        let sql = "select u.id, u.name, u.is_admin, s.csrf_token, coalesce(s.last_seen_at, s.created_at) \
+                   from sessions s join users u on u.id = s.user_id \
                    where s.token_hash = $1 and s.expires_at > $2";
-        let user: Option<SessionUser> = on_pool!(self, |pool| sqlx::query_as(sql)
+        let now = now_ms();
+        let row: Option<(String, String, bool, String, i64)> =
+            on_pool!(self, |pool| sqlx::query_as(sql)
+                .bind(token_hash)
+                .bind(now)
+                .fetch_optional(pool)
+                .await?);
+        let Some((id, name, is_admin, csrf_token, last_seen_at)) = row else {
+            return Ok(None);
+        };
+        // "Last seen" on the account page, kept to the minute like a token's last use:
+        // a write per page view would serialise browsing on SQLite.
+        if now - last_seen_at > LAST_USE_RESOLUTION_MS {
+            on_pool!(self, |pool| sqlx::query(
+                "update sessions set last_seen_at = $1 where token_hash = $2"
+            )
+            .bind(now)
             .bind(token_hash)
-            .bind(now_ms())
-            .fetch_optional(pool)
-            .await?);
-        if let Some(user) = &user {
-            self.cache().remember_session(token_hash, user);
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
         }
-        Ok(user)
+        let user = SessionUser {
+            id,
+            name,
+            is_admin,
+            csrf_token,
+        };
+        self.cache().remember_session(token_hash, &user);
+        Ok(Some(user))
+    }
+
+    /// A user's sessions that have not expired, the most recently seen first.
+    pub async fn sessions_of_user(&self, user_id: &str) -> sqlx::Result<Vec<SessionRow>> {
+        on_pool!(self, |pool| {
+            sqlx::query_as(
+            "select token_hash, user_agent, created_at, coalesce(last_seen_at, created_at) as last_seen_at \
+             from sessions where user_id = $1 and expires_at > $2 \
+             order by coalesce(last_seen_at, created_at) desc, created_at desc"
+        )
+        .bind(user_id)
+        .bind(now_ms())
+        .fetch_all(pool)
+        .await
+        })
+    }
+
+    /// End one of a user's sessions; false when the user has no such session.
+    pub async fn delete_user_session(&self, user_id: &str, token_hash: &str) -> sqlx::Result<bool> {
+        let ended = on_pool!(self, |pool| sqlx::query(
+            "delete from sessions where user_id = $1 and token_hash = $2"
+        )
+        .bind(user_id)
+        .bind(token_hash)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        self.cache().forget_credentials();
+        Ok(ended > 0)
     }
 
     pub async fn delete_session(&self, token_hash: &str) -> sqlx::Result<()> {
@@ -115,7 +198,7 @@ impl Store {
         // Record use at most once a minute: a write per API request would
         // serialise every script call on SQLite.
         let now = now_ms();
-        if now - last_used_at > TOKEN_USE_RESOLUTION_MS {
+        if now - last_used_at > LAST_USE_RESOLUTION_MS {
             on_pool!(self, |pool| sqlx::query(
                 "update api_tokens set last_used_at = $1 where token_hash = $2"
             )

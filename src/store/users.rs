@@ -69,6 +69,11 @@ impl Store {
                 .bind(user_id)
                 .execute(&mut *tx)
                 .await?;
+            // A sign-in link made before is a session waiting to start: it goes too.
+            sqlx::query("delete from device_links where user_id = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             self.cache().forget_credentials();
             Ok(n == 1)

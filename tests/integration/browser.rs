@@ -27,7 +27,10 @@ const LIVE: Duration = Duration::from_secs(10);
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 const PASSWORD: &str = "browser-password";
 
-both_backends!(uploads_and_notes_appear_live_in_another_browser);
+both_backends!(
+    uploads_and_notes_appear_live_in_another_browser,
+    a_phone_signs_in_by_scanning_the_qr_code_of_a_signed_in_browser,
+);
 
 /// One browser test at a time: each runs two Chromiums.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -44,18 +47,7 @@ async fn uploads_and_notes_appear_live_in_another_browser(backend: Backend) {
     let phone = driver.session(&chromium, (390, 844)).await;
 
     for browser in [&desktop, &phone] {
-        browser.goto(&app.url("/login")).await;
-        browser.type_into("input[name=name]", "ada").await;
-        browser.type_into("input[name=password]", PASSWORD).await;
-        browser
-            .click("form[action='/login'] button[type=submit]")
-            .await;
-        browser
-            .wait_until(
-                "the feed after signing in",
-                "return !!document.getElementById('feed');",
-            )
-            .await;
+        sign_in(browser, &app, "ada").await;
     }
     // The phone's page must stay the same document from here on: a reload would
     // lose this mark.
@@ -143,6 +135,65 @@ async fn uploads_and_notes_appear_live_in_another_browser(backend: Backend) {
         )
         .await;
 
+    // Pasting on the feed (outside the note field): text becomes a note, a copied
+    // image an upload named after the moment. The event carries what a Ctrl+V
+    // would; the browser's own clipboard is not reachable headless.
+    let paste = |what: &str| {
+        format!(
+            "const data = new DataTransfer(); {what} \
+             return document.body.dispatchEvent(new ClipboardEvent('paste', \
+             {{ clipboardData: data, bubbles: true, cancelable: true }}));"
+        )
+    };
+    let taken = desktop
+        .exec(
+            &paste("data.setData('text/plain', 'Pasted: gate code 4711');"),
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        taken,
+        json!(false),
+        "the feed takes a paste outside a field"
+    );
+    phone
+        .wait_for_feed_item(
+            "Pasted: gate code 4711",
+            "the pasted note in the other browser",
+        )
+        .await;
+    desktop
+        .exec(
+            &paste(
+                "data.items.add(new File([new Uint8Array([137, 80, 78, 71])], 'image.png', \
+                 { type: 'image/png' }));",
+            ),
+            json!([]),
+        )
+        .await;
+    phone
+        .wait_until(
+            "the pasted image in the other browser",
+            "return Array.from(document.querySelectorAll('#feed li .file a')).some(a => \
+             /^pasted-\\d{4}-\\d\\d-\\d\\d-\\d\\d-\\d\\d-\\d\\d\\.png$/.test(a.textContent));",
+        )
+        .await;
+    // Pasted into the note field, text stays an ordinary paste: the handler lets
+    // the event through (`dispatchEvent` is true when nothing cancelled it).
+    let ordinary = desktop
+        .exec(
+            "const data = new DataTransfer(); data.setData('text/plain', 'typed'); \
+             return document.getElementById('note-text').dispatchEvent(new ClipboardEvent('paste', \
+             { clipboardData: data, bubbles: true, cancelable: true }));",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        ordinary,
+        json!(true),
+        "a paste into the note field was taken over"
+    );
+
     // One more note, to be seen in the pictures below.
     let note = "Ferry leaves at 6 from the north pier.\nBring coffee.";
     desktop.type_into("#note-text", note).await;
@@ -169,6 +220,96 @@ async fn uploads_and_notes_appear_live_in_another_browser(backend: Backend) {
         .await;
     phone
         .save_screenshot(&target.join("browser-feed-phone.png"))
+        .await;
+    drop((desktop, phone));
+    driver.quit().await;
+    drop(driver);
+    app.stop().await;
+}
+
+async fn sign_in(browser: &Session<'_>, app: &TestApp, name: &str) {
+    browser.goto(&app.url("/login")).await;
+    browser.type_into("input[name=name]", name).await;
+    browser.type_into("input[name=password]", PASSWORD).await;
+    browser
+        .click("form[action='/login'] button[type=submit]")
+        .await;
+    browser
+        .wait_until(
+            "the feed after signing in",
+            "return !!document.getElementById('feed');",
+        )
+        .await;
+}
+
+/// "Add a device" on the desktop; the phone opens what the QR code says (read by
+/// an independent decoder, as its camera would) and presses the button.
+async fn a_phone_signs_in_by_scanning_the_qr_code_of_a_signed_in_browser(backend: Backend) {
+    let Some((chromium, chromedriver)) = skip_browser() else {
+        return;
+    };
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let app = TestApp::spawn(backend).await;
+    app.add_user("ada", PASSWORD, false).await;
+    let driver = Driver::start(&chromedriver).await;
+    let desktop = driver.session(&chromium, (1280, 900)).await;
+    let phone = driver.session(&chromium, (390, 844)).await;
+    sign_in(&desktop, &app, "ada").await;
+
+    desktop.goto(&app.url("/account")).await;
+    desktop
+        .click("form[action='/account/devices/link'] button")
+        .await;
+    desktop.find("figure.qr svg").await;
+    let shown = desktop
+        .exec(
+            "return [document.querySelector('figure.qr svg').outerHTML, \
+             document.querySelector('input[aria-label=\"Sign-in link\"]').value];",
+            json!([]),
+        )
+        .await;
+    let svg = shown[0].as_str().expect("svg");
+    let link = crate::devices::decode_qr(svg);
+    assert_eq!(link, shown[1], "the QR code holds the link the page shows");
+    assert!(link.starts_with(&app.url("/link/")), "{link}");
+    let target = target_dir();
+    desktop
+        .save_screenshot(&target.join("browser-add-device.png"))
+        .await;
+
+    phone.goto(&link).await;
+    phone.find("form[action^='/link/'] button").await;
+    phone
+        .save_screenshot(&target.join("browser-add-device-phone.png"))
+        .await;
+    phone.click("form[action^='/link/'] button").await;
+    phone
+        .wait_until(
+            "the phone's feed, signed in as ada",
+            "return !!document.getElementById('feed') \
+             && document.querySelector('header nav a').textContent === 'ada';",
+        )
+        .await;
+
+    // The desktop lists both of ada's devices; the link is dead.
+    desktop.goto(&app.url("/account")).await;
+    let devices = desktop
+        .exec(
+            "return Array.from(document.querySelectorAll('ul.devices li strong')).length;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(devices, 2);
+    for browser in [&desktop, &phone] {
+        let errors = browser.console_errors().await;
+        assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
+    }
+    phone.goto(&link).await;
+    phone
+        .wait_until(
+            "the used link's page",
+            "return document.body.innerText.includes('already used');",
+        )
         .await;
     drop((desktop, phone));
     driver.quit().await;

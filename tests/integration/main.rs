@@ -6,6 +6,7 @@ mod api_docs;
 mod auth;
 mod browser;
 mod config_docs;
+mod devices;
 mod events;
 mod health;
 mod items;

@@ -1,21 +1,25 @@
-//! The account page: API tokens and the password.
+//! The account page: signed-in devices and "add a device", API tokens, the
+//! password.
 
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::layout::{Layout, render};
-use super::session::signed_in;
-use crate::app::{App, SignedIn, accounts};
+use super::qr::QrSvg;
+use super::session::{redirect_with_cookie, signed_in};
+use crate::app::{App, SignedIn, accounts, devices};
 use crate::domain::rfc3339;
 use crate::error::AppError;
 use crate::http::AppState;
 use crate::http::error::PageResult;
-use crate::http::extract::{CheckedForm, CurrentUser, NoFields};
+use crate::http::extract::{
+    CheckedForm, ClientIp, CurrentUser, NoFields, clear_session_cookie, origin,
+};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -23,6 +27,8 @@ pub fn router() -> Router<AppState> {
         .route("/account/tokens", post(create_token))
         .route("/account/tokens/{id}/revoke", post(revoke_token))
         .route("/account/password", post(change_password))
+        .route("/account/devices/link", post(add_device))
+        .route("/account/devices/{id}/sign-out", post(sign_out_device))
 }
 
 #[derive(Template)]
@@ -34,6 +40,26 @@ struct AccountPage {
     tokens: Vec<TokenRow>,
     new_token: Option<String>,
     error: Option<String>,
+    devices: Vec<DeviceRow>,
+    new_link: Option<DeviceLinkView>,
+}
+
+struct DeviceRow {
+    id: String,
+    name: String,
+    signed_in_at: String,
+    last_seen: String,
+    current: bool,
+}
+
+/// A sign-in link just made, to scan or to copy.
+struct DeviceLinkView {
+    /// Absolute when Ferry knows where it is reached; else a path the page's script
+    /// completes, and no QR code.
+    link: String,
+    qr: Option<QrSvg>,
+    expires_at: String,
+    minutes: u64,
 }
 
 struct TokenRow {
@@ -43,13 +69,21 @@ struct TokenRow {
     last_used: Option<String>,
 }
 
-/// The page, with a token just created or a problem with the password form.
-async fn account(
-    app: &App,
-    user: &SignedIn,
+/// What the page shows once, after a form: a new token, a new sign-in link or a
+/// problem with the password form.
+#[derive(Default)]
+struct Shown {
     new_token: Option<String>,
+    new_link: Option<DeviceLinkView>,
     error: Option<String>,
-) -> PageResult {
+}
+
+async fn account(app: &App, user: &SignedIn, shown: Shown) -> PageResult {
+    let Shown {
+        new_token,
+        new_link,
+        error,
+    } = shown;
     let tokens = accounts::list_tokens(app, &user.id)
         .await?
         .into_iter()
@@ -58,6 +92,17 @@ async fn account(
             name: t.name,
             created_at: rfc3339(t.created_at),
             last_used: t.last_used_at.map(rfc3339),
+        })
+        .collect();
+    let devices = devices::list(app, user)
+        .await?
+        .into_iter()
+        .map(|d| DeviceRow {
+            id: d.id,
+            name: d.name,
+            signed_in_at: rfc3339(d.created_at),
+            last_seen: rfc3339(d.last_seen_at),
+            current: d.current,
         })
         .collect();
     let base_url = app
@@ -78,12 +123,54 @@ async fn account(
         tokens,
         new_token,
         error,
+        devices,
+        new_link,
     };
     Ok(render(status, &page))
 }
 
 async fn account_page(State(app): State<App>, CurrentUser(user): CurrentUser) -> PageResult {
-    account(&app, &user, None, None).await
+    account(&app, &user, Shown::default()).await
+}
+
+/// "Add a device": a one-time sign-in link, as a QR code for a phone's camera and
+/// as text to copy.
+async fn add_device(
+    State(app): State<App>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    posted: CheckedForm<NoFields>,
+) -> PageResult {
+    let user = posted.user;
+    let made = devices::create_link(&app, &user, ip).await?;
+    let path = devices::link_path(&made.token);
+    let link = app
+        .absolute_base(origin(&headers))
+        .map(|base| format!("{base}{path}"));
+    let view = DeviceLinkView {
+        qr: link.as_deref().and_then(QrSvg::of),
+        link: link.unwrap_or(path),
+        expires_at: rfc3339(made.expires_at),
+        minutes: devices::LINK_TTL.as_secs() / 60,
+    };
+    let shown = Shown {
+        new_link: Some(view),
+        ..Shown::default()
+    };
+    account(&app, &user, shown).await
+}
+
+/// Sign one of the user's devices out; signing out this one is signing out.
+async fn sign_out_device(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    posted: CheckedForm<NoFields>,
+) -> PageResult {
+    if devices::sign_out(&app, &posted.user, &id).await? {
+        let cleared = clear_session_cookie(app.settings().secure_cookies());
+        return Ok(redirect_with_cookie("/login", &cleared));
+    }
+    Ok(Redirect::to("/account").into_response())
 }
 
 #[derive(Deserialize)]
@@ -94,7 +181,11 @@ struct TokenForm {
 async fn create_token(State(app): State<App>, posted: CheckedForm<TokenForm>) -> PageResult {
     let CheckedForm { user, form } = posted;
     let secret = accounts::create_token(&app, &user.id, &form.name).await?;
-    account(&app, &user, Some(secret), None).await
+    let shown = Shown {
+        new_token: Some(secret),
+        ..Shown::default()
+    };
+    account(&app, &user, shown).await
 }
 
 async fn revoke_token(
@@ -114,12 +205,22 @@ struct PasswordForm {
 }
 
 /// A new password ends every session of the user, then signs this browser in again.
-async fn change_password(State(app): State<App>, posted: CheckedForm<PasswordForm>) -> PageResult {
+async fn change_password(
+    State(app): State<App>,
+    headers: HeaderMap,
+    posted: CheckedForm<PasswordForm>,
+) -> PageResult {
     let CheckedForm { user, form } = posted;
     match accounts::change_password(&app, &user, form.current, form.password, &form.password2).await
     {
-        Ok(()) => signed_in(&app, &user.id, None, "/account").await,
-        Err(AppError::BadRequest(problem)) => account(&app, &user, None, Some(problem)).await,
+        Ok(()) => signed_in(&app, &user.id, None, &headers, "/account").await,
+        Err(AppError::BadRequest(problem)) => {
+            let shown = Shown {
+                error: Some(problem),
+                ..Shown::default()
+            };
+            account(&app, &user, shown).await
+        }
         Err(e) => Err(e.into()),
     }
 }

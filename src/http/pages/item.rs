@@ -4,18 +4,19 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::layout::{ExpiryOption, ItemCard, Layout, expiry_options, render};
+use super::qr::QrSvg;
 use crate::app::shares::{self, NewShare, Status};
 use crate::app::{App, Share, SignedIn};
 use crate::domain::{Expiry, now_ms, rfc3339};
 use crate::http::AppState;
 use crate::http::error::PageResult;
-use crate::http::extract::{CheckedForm, CurrentUser, NoFields};
+use crate::http::extract::{CheckedForm, CurrentUser, NoFields, origin};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -30,8 +31,15 @@ struct ItemPage {
     layout: Layout,
     item: ItemCard,
     shares: Vec<ShareRow>,
-    new_link: Option<String>,
+    new_link: Option<NewLink>,
     expiry_options: Vec<ExpiryOption>,
+}
+
+/// A share link just created: absolute when Ferry knows where it is reached (then
+/// with a QR code too), else a path the page's script completes.
+struct NewLink {
+    url: String,
+    qr: Option<QrSvg>,
 }
 
 struct ShareRow {
@@ -75,7 +83,7 @@ async fn render_item_page(
     app: &App,
     user: &SignedIn,
     id: &str,
-    new_link: Option<String>,
+    new_link: Option<NewLink>,
 ) -> PageResult {
     let (item, links) = shares::of_item(app, id).await?;
     let now = now_ms();
@@ -99,6 +107,7 @@ struct ShareForm {
 async fn create_share(
     State(app): State<App>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     posted: CheckedForm<ShareForm>,
 ) -> PageResult {
     let CheckedForm { user, form } = posted;
@@ -108,7 +117,16 @@ async fn create_share(
         password: form.password,
     };
     let (share, token) = shares::create(&app, &user, &id, new).await?;
-    let link = shares::url(&app, &token);
+    let link = match app.absolute_base(origin(&headers)) {
+        Some(base) => NewLink {
+            url: shares::url_from(&base, &token),
+            qr: QrSvg::of(&shares::url_from(&base, &token)),
+        },
+        None => NewLink {
+            url: shares::url(&app, &token),
+            qr: None,
+        },
+    };
     render_item_page(&app, &user, &share.item_id, Some(link)).await
 }
 

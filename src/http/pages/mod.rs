@@ -5,6 +5,8 @@ mod account;
 mod feed;
 mod item;
 pub mod layout;
+mod link;
+mod qr;
 mod session;
 mod share;
 
@@ -18,5 +20,6 @@ pub fn router() -> Router<AppState> {
         .merge(feed::router())
         .merge(item::router())
         .merge(account::router())
+        .merge(link::router())
         .merge(share::router())
 }

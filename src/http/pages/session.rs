@@ -16,7 +16,7 @@ use crate::http::AppState;
 use crate::http::error::PageResult;
 use crate::http::extract::{
     CheckedForm, ClientIp, HtmlForm, MaybeUser, NoFields, SESSION_COOKIE, clear_session_cookie,
-    cookie_value, session_cookie,
+    cookie_value, session_cookie, user_agent,
 };
 
 pub fn router() -> Router<AppState> {
@@ -77,18 +77,29 @@ async fn login(
         return Ok(render(StatusCode::UNAUTHORIZED, &page));
     };
     let replaced = cookie_value(&headers, SESSION_COOKIE);
-    signed_in(app, &user.id, replaced, "/").await
+    signed_in(app, &user.id, replaced, &headers, "/").await
 }
 
 /// Start a session for a user and send the browser on with its cookie.
-pub async fn signed_in(app: &App, user_id: &str, replaced: Option<&str>, to: &str) -> PageResult {
-    let token = accounts::start_session(app, user_id, replaced).await?;
-    let settings = app.settings();
-    let cookie = session_cookie(&token, settings.session_ttl, settings.secure_cookies());
-    Ok(redirect_with_cookie(to, &cookie))
+pub async fn signed_in(
+    app: &App,
+    user_id: &str,
+    replaced: Option<&str>,
+    headers: &HeaderMap,
+    to: &str,
+) -> PageResult {
+    let token = accounts::start_session(app, user_id, replaced, user_agent(headers)).await?;
+    Ok(with_session(app, &token, to))
 }
 
-fn redirect_with_cookie(to: &str, cookie: &str) -> Response {
+/// Send the browser on to `to` with a new session's cookie.
+pub fn with_session(app: &App, token: &str, to: &str) -> Response {
+    let settings = app.settings();
+    let cookie = session_cookie(token, settings.session_ttl, settings.secure_cookies());
+    redirect_with_cookie(to, &cookie)
+}
+
+pub fn redirect_with_cookie(to: &str, cookie: &str) -> Response {
     let mut response = Redirect::to(to).into_response();
     if let Ok(v) = HeaderValue::from_str(cookie) {
         response.headers_mut().insert(header::SET_COOKIE, v);
@@ -142,7 +153,11 @@ struct SetupForm {
     password2: String,
 }
 
-async fn setup(State(app): State<App>, HtmlForm(form): HtmlForm<SetupForm>) -> PageResult {
+async fn setup(
+    State(app): State<App>,
+    headers: HeaderMap,
+    HtmlForm(form): HtmlForm<SetupForm>,
+) -> PageResult {
     let SetupForm {
         token,
         name,
@@ -150,7 +165,7 @@ async fn setup(State(app): State<App>, HtmlForm(form): HtmlForm<SetupForm>) -> P
         password2,
     } = form;
     match accounts::complete_setup(&app, &token, &name, password, &password2).await {
-        Ok(user) => signed_in(&app, &user.id, None, "/").await,
+        Ok(user) => signed_in(&app, &user.id, None, &headers, "/").await,
         Err(AppError::BadRequest(error)) => {
             let page = SetupPage {
                 layout: Layout::anonymous(),
