@@ -1,11 +1,12 @@
-//! Background housekeeping: expired items and their files, expired sessions, old
-//! events. With several replicas, a database lease makes sure only one sweeps.
+//! Background housekeeping: expired items and their files, expired unfinished
+//! uploads and their bytes, expired sessions, old events. With several replicas, a
+//! database lease makes sure only one sweeps.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{App, items};
+use super::{App, items, uploads};
 use crate::store::now_ms;
 
 const INTERVAL: Duration = Duration::from_secs(60);
@@ -48,12 +49,19 @@ pub async fn sweep_once(app: &App) -> anyhow::Result<usize> {
             }
         }
     }
+    let uploads = uploads::sweep(app).await?;
     let sessions = store.delete_expired_sessions().await?;
     let events = store
         .prune_events(now_ms() - EVENT_RETENTION.as_millis() as i64)
         .await?;
-    if removed > 0 || sessions > 0 || events > 0 {
-        tracing::info!(items = removed, sessions, events, "swept expired data");
+    if removed > 0 || uploads > 0 || sessions > 0 || events > 0 {
+        tracing::info!(
+            items = removed,
+            uploads,
+            sessions,
+            events,
+            "swept expired data"
+        );
     }
     Ok(removed)
 }

@@ -12,6 +12,7 @@ mod migrate;
 mod models;
 mod sessions;
 mod shares;
+mod uploads;
 mod users;
 
 use std::path::Path;
@@ -27,6 +28,7 @@ use sqlx::sqlite::{
 
 pub use cache::{FRESH_FOR, ItemsPage, ReadCache};
 pub use models::*;
+pub use uploads::ResumableUpload;
 
 use crate::config::Settings;
 

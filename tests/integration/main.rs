@@ -15,3 +15,4 @@ mod process;
 mod security;
 mod shares;
 mod store;
+mod uploads;

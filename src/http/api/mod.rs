@@ -3,11 +3,15 @@
 
 mod items;
 mod shares;
+mod uploads;
 
 use axum::Router;
 
 use super::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().merge(items::router()).merge(shares::router())
+    Router::new()
+        .merge(items::router())
+        .merge(shares::router())
+        .merge(uploads::router())
 }
