@@ -12,6 +12,7 @@ mod items;
 mod layers;
 mod operations;
 mod process;
+mod resume;
 mod security;
 mod shares;
 mod store;
