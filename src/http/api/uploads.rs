@@ -36,6 +36,8 @@ const UPLOAD_DEFER_LENGTH: HeaderName = HeaderName::from_static("upload-defer-le
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/uploads", post(create).options(capabilities))
+        // tus clients are usually given the endpoint with a trailing slash.
+        .route("/api/uploads/", post(create).options(capabilities))
         .route(
             "/api/uploads/{id}",
             options(capabilities)
