@@ -38,7 +38,7 @@ async fn uploads_and_notes_appear_live_in_another_browser(backend: Backend) {
     };
     let _turn = ONE_AT_A_TIME.lock().await;
     let app = TestApp::spawn(backend).await;
-    app.add_user("ada", PASSWORD, false).await;
+    let ada = app.add_user("ada", PASSWORD, false).await;
     let driver = Driver::start(&chromedriver).await;
     let desktop = driver.session(&chromium, (1280, 900)).await;
     let phone = driver.session(&chromium, (390, 844)).await;
@@ -98,6 +98,8 @@ async fn uploads_and_notes_appear_live_in_another_browser(backend: Backend) {
              return !!img && img.complete && img.naturalWidth > 0;",
         )
         .await;
+
+    resume_a_large_upload(&app, &ada, &desktop, &phone, files.path()).await;
 
     // A note through the form; markup in it must stay text.
     let note = "Bring the <b>ladder</b> & the café key";
@@ -174,6 +176,102 @@ async fn uploads_and_notes_appear_live_in_another_browser(backend: Backend) {
     driver.quit().await;
     drop(driver);
     app.stop().await;
+}
+
+/// A file above the page's tus threshold goes in resumable pieces. It was begun
+/// before (through the API, as by this page before a reload), and the page's
+/// localStorage holds its URL: choosing the same file continues that upload.
+async fn resume_a_large_upload(
+    app: &TestApp,
+    user_id: &str,
+    desktop: &Session<'_>,
+    phone: &Session<'_>,
+    dir: &Path,
+) {
+    let name = "holiday-video.bin";
+    let path = dir.join(name);
+    let body: Vec<u8> = (0..12 * 1024 * 1024 + 5)
+        .map(|i| (i * 31 % 253) as u8)
+        .collect();
+    std::fs::write(&path, &body).expect("write the large file");
+    let modified = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .expect("mtime")
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    let token = ferry::auth::random_token();
+    app.state
+        .store
+        .create_api_token(user_id, "resume", &ferry::auth::token_hash(&token))
+        .await
+        .expect("token");
+    let client = reqwest::Client::new();
+    let created = client
+        .post(app.url("/api/uploads"))
+        .bearer_auth(&token)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", body.len().to_string())
+        .header("upload-metadata", "filename aG9saWRheS12aWRlby5iaW4=")
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+    let location = created.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    let first = client
+        .patch(app.url(&location))
+        .bearer_auth(&token)
+        .header("tus-resumable", "1.0.0")
+        .header("content-type", "application/offset+octet-stream")
+        .header("upload-offset", "0")
+        .body(body[..5 * 1024 * 1024].to_vec())
+        .send()
+        .await
+        .expect("first piece");
+    assert_eq!(first.status(), 204);
+    let key = format!("ferry-tus:{name}:{}:{modified}", body.len());
+    desktop
+        .exec(
+            "localStorage.setItem(arguments[0], arguments[1]);",
+            json!([key, location]),
+        )
+        .await;
+    let input = desktop.find("#file-input").await;
+    desktop.send_keys(&input, &path.display().to_string()).await;
+    desktop
+        .wait_until(
+            "the large upload's row with a full progress bar and a check mark",
+            "return Array.from(document.querySelectorAll('#uploads li')).some(li => \
+             li.textContent.includes('holiday-video.bin ✓') && li.querySelector('progress').value === 100);",
+        )
+        .await;
+    phone
+        .wait_for_feed_item(name, "the large upload in the other browser")
+        .await;
+    let items = app.state.store.list_items(None, 10).await.expect("items");
+    let item = items
+        .iter()
+        .find(|i| i.name.as_deref() == Some(name))
+        .expect("the large file's item");
+    assert!(
+        location.ends_with(&item.id),
+        "the page continued the upload it had begun, not a new one"
+    );
+    let sha: String = sha2::Digest::finalize(sha2::Digest::chain_update(
+        <sha2::Sha256 as sha2::Digest>::new(),
+        &body,
+    ))
+    .iter()
+    .map(|b| format!("{b:02x}"))
+    .collect();
+    assert_eq!(item.sha256, sha);
+    let stored = desktop
+        .exec("return localStorage.getItem(arguments[0]);", json!([key]))
+        .await;
+    assert_eq!(stored, Value::Null, "a finished upload is forgotten");
 }
 
 /// Chromium and chromedriver, or None (with a message) in the Nix sandbox, where
