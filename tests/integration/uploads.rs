@@ -24,7 +24,9 @@ both_backends!(
     termination_and_expiry_remove_the_bytes,
     limits_hold_at_creation,
     creation_with_upload_and_empty_files,
-    the_page_session_needs_its_csrf_header
+    the_page_session_needs_its_csrf_header,
+    a_cut_off_request_keeps_its_bytes_and_holds_the_lock_meanwhile,
+    other_origins_may_use_tus_when_allowed
 );
 
 fn metadata(name: &str) -> String {
@@ -267,6 +269,21 @@ async fn offsets_types_lengths_and_checksums_are_checked(backend: Backend) {
             )
             .body(piece.to_vec())
     };
+    // A body without a length that runs past the end is refused whole.
+    let endless =
+        futures_util::stream::iter((0..4).map(|_| Ok::<_, std::io::Error>(vec![7u8; 500])));
+    // Its own connection: the server answers before the body ends and closes it.
+    let overflow = Tus::new(&app, &token)
+        .request(Method::PATCH, &path)
+        .header("content-type", OCTETS)
+        .header("upload-offset", "100")
+        .body(reqwest::Body::wrap_stream(endless))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(overflow.status(), 413);
+    assert_eq!(tus.offset(&path).await, 100);
+
     let piece = &body[100..400];
     let wrong = checked(piece, Sha256::digest(b"other").to_vec(), "sha256")
         .send()
@@ -287,7 +304,16 @@ async fn offsets_types_lengths_and_checksums_are_checked(backend: Backend) {
     let right = checked(piece, sha1, "sha1").send().await.expect("patch");
     assert_eq!(right.status(), 204);
     assert_eq!(number(&right, "upload-offset"), 400);
-    let rest = tus.patch(&path, 400, &body[400..]).await;
+    // X-HTTP-Method-Override: a POST that stands for the PATCH.
+    let rest = tus
+        .request(Method::POST, &path)
+        .header("x-http-method-override", "PATCH")
+        .header("content-type", OCTETS)
+        .header("upload-offset", "400")
+        .body(body[400..].to_vec())
+        .send()
+        .await
+        .expect("overridden patch");
     assert_eq!(rest.status(), 204);
     let listed = items(&app, &token).await;
     assert_eq!(listed.len(), 1);
@@ -526,4 +552,113 @@ async fn another_replica_continues_an_upload() {
     assert_eq!(listed[0]["sha256"], sha256_hex(&body).as_str());
     second.stop().await;
     first.stop().await;
+}
+
+async fn a_cut_off_request_keeps_its_bytes_and_holds_the_lock_meanwhile(backend: Backend) {
+    use std::io::Write;
+    let app = TestApp::spawn(backend).await;
+    let token = app.user_with_token("lu", false).await;
+    let tus = Tus::new(&app, &token);
+    let body = data(100_000);
+    let path = tus.create("cut.bin", body.len()).await;
+    let mut stream = std::net::TcpStream::connect(app.addr).expect("connect");
+    write!(
+        stream,
+        "PATCH {path} HTTP/1.1\r\nHost: ferry\r\nAuthorization: Bearer {token}\r\nTus-Resumable: 1.0.0\r\n\
+         Content-Type: {OCTETS}\r\nUpload-Offset: 0\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .expect("head");
+    stream.write_all(&body[..30_000]).expect("part of the body");
+    stream.flush().expect("flush");
+    // Wait until the server holds the upload's lock (flock on its directory).
+    let dir = app
+        .data_dir
+        .join("uploads")
+        .join(path.rsplit('/').next().expect("id"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let probe = std::fs::File::open(&dir).expect("upload dir");
+        if matches!(probe.try_lock(), Err(std::fs::TryLockError::WouldBlock)) {
+            break;
+        }
+        drop(probe);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the PATCH never took the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second = tus.patch(&path, 0, &body[..10]).await;
+    assert_eq!(second.status(), 423);
+    assert_eq!(second.headers()["retry-after"], "2");
+    let delete = tus
+        .request(Method::DELETE, &path)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(delete.status(), 423);
+
+    // The connection drops: what arrived is kept and acknowledged.
+    stream.shutdown(std::net::Shutdown::Both).expect("shutdown");
+    drop(stream);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while tus.offset(&path).await != 30_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the received bytes were not kept"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        tus.patch(&path, 30_000, &body[30_000..]).await.status(),
+        204
+    );
+    let listed = items(&app, &token).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["sha256"], sha256_hex(&body).as_str());
+    app.stop().await;
+}
+
+async fn other_origins_may_use_tus_when_allowed(backend: Backend) {
+    const ORIGIN: &str = "https://uppy.example.org";
+    let app = TestApp::spawn_with(backend, |s| s.cors_origins = vec![ORIGIN.to_string()]).await;
+    let token = app.user_with_token("max", false).await;
+    let path = Tus::new(&app, &token).create("cors.bin", 10).await;
+    let preflight = reqwest::Client::new()
+        .request(Method::OPTIONS, app.url(&path))
+        .header("origin", ORIGIN)
+        .header("access-control-request-method", "PATCH")
+        .header(
+            "access-control-request-headers",
+            "authorization,tus-resumable,upload-offset,content-type",
+        )
+        .send()
+        .await
+        .expect("preflight");
+    assert!(preflight.status().is_success());
+    let allowed = |name: &str| {
+        preflight.headers()[name]
+            .to_str()
+            .expect("ascii")
+            .to_ascii_lowercase()
+    };
+    assert!(allowed("access-control-allow-methods").contains("patch"));
+    assert!(allowed("access-control-allow-headers").contains("upload-offset"));
+    let head = Tus::new(&app, &token)
+        .request(Method::HEAD, &path)
+        .header("origin", ORIGIN)
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(head.headers()["access-control-allow-origin"], ORIGIN);
+    let exposed = head.headers()["access-control-expose-headers"]
+        .to_str()
+        .expect("ascii")
+        .to_ascii_lowercase();
+    assert!(
+        exposed.contains("upload-offset") && exposed.contains("location"),
+        "{exposed}"
+    );
+    app.stop().await;
 }

@@ -8,6 +8,7 @@ mod uploads;
 use axum::Router;
 
 use super::AppState;
+pub use uploads::{TUS_REQUEST_HEADERS, TUS_RESPONSE_HEADERS};
 
 pub fn router() -> Router<AppState> {
     Router::new()

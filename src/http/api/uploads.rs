@@ -25,6 +25,28 @@ pub const TUS_VERSION: &str = "1.0.0";
 pub const TUS_EXTENSIONS: &str = "creation,creation-with-upload,termination,expiration,checksum";
 const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
 
+/// What a browser on another allowed origin may send and read (see `cors_layer`).
+pub const TUS_REQUEST_HEADERS: [&str; 6] = [
+    "tus-resumable",
+    "upload-length",
+    "upload-metadata",
+    "upload-offset",
+    "upload-checksum",
+    "x-http-method-override",
+];
+pub const TUS_RESPONSE_HEADERS: [&str; 10] = [
+    "tus-resumable",
+    "tus-version",
+    "tus-extension",
+    "tus-max-size",
+    "tus-checksum-algorithm",
+    "upload-offset",
+    "upload-length",
+    "upload-metadata",
+    "upload-expires",
+    "retry-after",
+];
+
 const TUS_RESUMABLE: HeaderName = HeaderName::from_static("tus-resumable");
 const UPLOAD_OFFSET: HeaderName = HeaderName::from_static("upload-offset");
 const UPLOAD_LENGTH: HeaderName = HeaderName::from_static("upload-length");
@@ -43,7 +65,8 @@ pub fn router() -> Router<AppState> {
             options(capabilities)
                 .head(offset)
                 .patch(append)
-                .delete(terminate),
+                .delete(terminate)
+                .post(overridden),
         )
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn(tus_resumable))
@@ -198,6 +221,30 @@ async fn terminate(
 ) -> Result<StatusCode> {
     uploads::terminate(&app, &user, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// POST standing for another method (X-HTTP-Method-Override), for clients behind
+/// proxies that pass only GET and POST. A session still needs its CSRF token: the
+/// request is a POST to the extractor.
+async fn overridden(
+    state: State<App>,
+    user: CurrentUser,
+    id: Path<String>,
+    req: Request,
+) -> Result<Response> {
+    let method = req
+        .headers()
+        .get("x-http-method-override")
+        .map(|v| v.as_bytes().to_ascii_uppercase());
+    match method.as_deref() {
+        Some(b"PATCH") => append(state, user, id, req).await,
+        Some(b"DELETE") => Ok(terminate(state, user, id).await?.into_response()),
+        _ => Ok((
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST to an upload needs X-HTTP-Method-Override: PATCH or DELETE\n",
+        )
+            .into_response()),
+    }
 }
 
 async fn send_body(
