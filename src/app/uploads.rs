@@ -14,13 +14,11 @@
 use std::time::Duration;
 
 use futures_util::{Stream, TryStreamExt};
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
 
 use super::items::{self, ReceivedFile};
 use super::{App, Item, SignedIn};
 use crate::blobs::UploadError;
-use crate::domain::{Expiry, parse_item_id};
+use crate::domain::{Checksum, Expiry, Hasher, parse_item_id};
 use crate::error::{AppError, Result};
 use crate::partials::{Partial, Partials};
 use crate::store::{ResumableUpload, now_ms};
@@ -40,55 +38,6 @@ pub struct NewUpload {
     pub expires: Option<String>,
     /// The client's metadata as it sent it, to return on request.
     pub metadata: String,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChecksumAlgorithm {
-    Sha1,
-    Sha256,
-}
-
-impl ChecksumAlgorithm {
-    pub const ALL: [Self; 2] = [Self::Sha1, Self::Sha256];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Sha1 => "sha1",
-            Self::Sha256 => "sha256",
-        }
-    }
-}
-
-/// The digest a client says one request's data has.
-pub struct Checksum {
-    pub algorithm: ChecksumAlgorithm,
-    pub digest: Vec<u8>,
-}
-
-enum Hasher {
-    Sha1(Sha1),
-    Sha256(Sha256),
-}
-
-impl Hasher {
-    fn new(algorithm: ChecksumAlgorithm) -> Self {
-        match algorithm {
-            ChecksumAlgorithm::Sha1 => Self::Sha1(Sha1::new()),
-            ChecksumAlgorithm::Sha256 => Self::Sha256(Sha256::new()),
-        }
-    }
-    fn update(&mut self, data: &[u8]) {
-        match self {
-            Self::Sha1(h) => h.update(data),
-            Self::Sha256(h) => h.update(data),
-        }
-    }
-    fn finalize(self) -> Vec<u8> {
-        match self {
-            Self::Sha1(h) => h.finalize().to_vec(),
-            Self::Sha256(h) => h.finalize().to_vec(),
-        }
-    }
 }
 
 /// Where an upload stands after a request appended to it.

@@ -1,3 +1,5 @@
+//! Long because it covers the whole tus protocol on both databases, with its helper.
+//!
 //! Resumable uploads (tus 1.0.0) over the real router, on both databases: the
 //! protocol's statuses and headers, the limits, owner-only access, expiry by the
 //! sweeper, completion into exactly one item, and a second replica continuing.

@@ -14,9 +14,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use futures_util::TryStreamExt;
 
-use crate::app::uploads::{self, Appended, Checksum, ChecksumAlgorithm, NewUpload};
+use crate::app::uploads::{self, Appended, NewUpload};
 use crate::app::{App, ResumableUpload};
 use crate::blobs::UploadError;
+use crate::domain::{Checksum, ChecksumAlgorithm};
 use crate::error::{AppError, Result};
 use crate::http::AppState;
 use crate::http::extract::CurrentUser;
