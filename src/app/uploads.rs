@@ -174,7 +174,7 @@ where
     check_offset(&upload, offset)?;
     let length = upload.length as u64;
     if offset == length {
-        return finish(app, user, &upload, partial).await;
+        return finish_detached(app, user, &upload, partial).await;
     }
     let mut appender = partial
         .append_at(offset)
@@ -233,7 +233,7 @@ where
     }
     let received = appender.sync().await.map_err(anyhow::Error::from)?;
     if received == length {
-        return finish(app, user, &upload, partial).await;
+        return finish_detached(app, user, &upload, partial).await;
     }
     let expires_at = next_expiry(app);
     let recorded = app
@@ -298,6 +298,20 @@ async fn recover(app: &App, upload: &ResumableUpload, partial: &Partial) -> Resu
     tracing::warn!(upload = %upload.id, "a resumable upload lost its bytes; removing it");
     app.store().delete_upload(&upload.id).await?;
     Err(AppError::Gone("the upload's data is gone; start it again"))
+}
+
+/// `finish` in a task of its own: once begun, completion runs to its end even if
+/// the request is dropped (the client went away), so the file is never half moved.
+async fn finish_detached(
+    app: &App,
+    user: &SignedIn,
+    upload: &ResumableUpload,
+    partial: Partial,
+) -> Result<Appended> {
+    let (app, user, upload) = (app.clone(), user.clone(), upload.clone());
+    tokio::spawn(async move { finish(&app, &user, &upload, partial).await })
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("completing an upload failed: {e}")))?
 }
 
 /// Every byte is here: hash the whole file, move it into the blob store and
