@@ -27,6 +27,8 @@ use crate::store::{ResumableUpload, now_ms};
 /// lock is released for the client's next attempt (a phone that changed networks
 /// leaves its old connection hanging rather than closed).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Upload-Metadata beyond this is refused: it is stored and returned with every HEAD.
+const MAX_METADATA_BYTES: usize = 4096;
 /// How often, in bytes written, the free-space reserve is checked.
 const SPACE_CHECK_EVERY: u64 = 16 * 1024 * 1024;
 
@@ -67,6 +69,11 @@ pub async fn create(app: &App, user: &SignedIn, new: NewUpload) -> Result<Resuma
     let limit = app.settings().max_upload_bytes;
     if new.length > limit {
         return Err(AppError::PayloadTooLarge { limit });
+    }
+    if new.metadata.len() > MAX_METADATA_BYTES {
+        return Err(AppError::BadRequest(format!(
+            "Upload-Metadata is longer than {MAX_METADATA_BYTES} bytes"
+        )));
     }
     let name = new
         .filename

@@ -418,6 +418,13 @@ async fn limits_hold_at_creation(backend: Backend) {
         .await
         .expect("post");
     assert_eq!(bad.status(), 400);
+    let long = format!(
+        "{},note {}",
+        metadata("x"),
+        STANDARD.encode("n".repeat(4000))
+    );
+    let bloated = create("10", long).send().await.expect("post");
+    assert_eq!(bloated.status(), 400);
     tus.create("one", 10).await;
     tus.create("two", 10).await;
     let third = create("10", metadata("three")).send().await.expect("post");
