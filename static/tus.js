@@ -63,7 +63,7 @@
 
     function fail(xhr) {
       if (transient(xhr.status)) retry(message(xhr));
-      else { forget(); o.onError(message(xhr)); }
+      else { forget(); window.removeEventListener("online", resumeNow); o.onError(message(xhr)); }
     }
 
     function create() {
