@@ -2,7 +2,8 @@
 //!
 //! The feed in a real browser: Debian's Chromium, driven through chromedriver's
 //! WebDriver HTTP protocol. Two browsers sign in through the login form; what one
-//! uploads or posts appears live in the other, which never reloads.
+//! uploads or posts appears live in the other, which never reloads. A large file
+//! goes through tus and carries on after a reload and across a network drop.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -272,6 +273,87 @@ async fn resume_a_large_upload(
         .exec("return localStorage.getItem(arguments[0]);", json!([key]))
         .await;
     assert_eq!(stored, Value::Null, "a finished upload is forgotten");
+
+    // The network drops in the middle of a slow upload and comes back: the same
+    // upload carries on by itself, with the same progress bar.
+    let name = "drop-test.bin";
+    let path = dir.join(name);
+    std::fs::write(&path, &body).expect("write the second large file");
+    let network = |offline: bool| {
+        json!({ "network_conditions": {
+            "offline": offline, "latency": 5,
+            "download_throughput": 50_000_000, "upload_throughput": 3_000_000,
+        } })
+    };
+    desktop
+        .cmd(Method::POST, "/chromium/network_conditions", network(false))
+        .await;
+    desktop.send_keys(&input, &path.display().to_string()).await;
+    let row = "Array.from(document.querySelectorAll('#uploads li')).find(li => li.textContent.includes('drop-test.bin'))";
+    desktop
+        .wait_until(
+            "the slow upload to be under way",
+            &format!("const li = {row}; return !!li && li.querySelector('progress').value >= 15;"),
+        )
+        .await;
+    desktop
+        .cmd(Method::POST, "/chromium/network_conditions", network(true))
+        .await;
+    desktop
+        .wait_until(
+            "the page to notice the drop and wait to retry",
+            &format!("const li = {row}; return !!li && li.textContent.includes('retrying');"),
+        )
+        .await;
+    desktop
+        .cmd(Method::POST, "/chromium/network_conditions", network(false))
+        .await;
+    desktop
+        .wait_until(
+            "the upload to finish after the network came back",
+            &format!(
+                "const li = {row}; return !!li && li.textContent.includes('drop-test.bin ✓');"
+            ),
+        )
+        .await;
+    desktop
+        .cmd(Method::DELETE, "/chromium/network_conditions", json!({}))
+        .await;
+    // The browser logs the requests the drop cut off; nothing else may be there.
+    let errors = desktop.console_errors().await;
+    assert!(
+        !errors.is_empty()
+            && errors
+                .iter()
+                .all(|e| e.contains("/api/uploads/") && e.contains("ERR_INTERNET_DISCONNECTED")),
+        "the page logged other errors: {errors:#?}"
+    );
+    let items = app.state.store.list_items(None, 10).await.expect("items");
+    let dropped: Vec<_> = items
+        .iter()
+        .filter(|i| i.name.as_deref() == Some(name))
+        .collect();
+    assert_eq!(dropped.len(), 1, "one item for the interrupted upload");
+    assert_eq!(dropped[0].sha256, sha);
+    let upload = app
+        .state
+        .store
+        .upload(&dropped[0].id)
+        .await
+        .expect("upload row");
+    assert!(
+        upload.is_some_and(|u| u.completed_at.is_some()),
+        "the item is the upload that was interrupted, completed"
+    );
+    assert_eq!(
+        app.state
+            .store
+            .count_unfinished_uploads(user_id)
+            .await
+            .expect("count"),
+        0,
+        "no second upload was started"
+    );
 }
 
 /// Chromium and chromedriver, or None (with a message) in the Nix sandbox, where
