@@ -9,7 +9,7 @@ import sys
 
 import nox
 
-nox.options.sessions = ["fmt", "lint", "tests", "contract", "nix", "nginx", "containers", "audit", "fuzz"]
+nox.options.sessions = ["fmt", "lint", "tests", "contract", "tus_clients", "nix", "nginx", "containers", "audit", "fuzz"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -72,6 +72,23 @@ def contract(session):
     target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
     session.run("pytest", "-q", "-s", "tests/deploy/test_contract.py", *session.posargs,
                 env={"FERRY_BIN": os.path.join(target, "debug", "ferry")})
+
+
+@nox.session
+def tus_clients(session):
+    """Standard tus clients against a running Ferry: tuspy from PyPI and tus-js-client
+    from npm (run with node), each cut off part-way and resumed."""
+    # Debian's npm conflicts with a nodejs that ships its own (NodeSource's).
+    if not (shutil.which("node") and shutil.which("npm")):
+        apt_install(session, "nodejs", "npm")
+    session.install("pytest", "requests", "tuspy")
+    modules = os.path.join(ROOT, "target", "tus-clients")
+    os.makedirs(modules, exist_ok=True)
+    session.run("npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", modules,
+                "tus-js-client@4", external=True)
+    cargo(session, "build", "--locked", "--bins")
+    session.run("pytest", "-q", "tests/deploy/test_tus_clients.py", *session.posargs,
+                env={"TUS_JS_NODE_PATH": os.path.join(modules, "node_modules")})
 
 
 @nox.session

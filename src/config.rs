@@ -105,7 +105,7 @@ settings! {
         default: "./data",
         expected: "a directory path",
         parse: |s| (!s.is_empty()).then(|| PathBuf::from(s)),
-        help: "Directory for the SQLite database, uploaded files (blobs/) and in-progress uploads (tmp/).",
+        help: "Directory for the SQLite database, uploaded files (blobs/) and in-progress uploads (tmp/, uploads/).",
     }
     database_url: Secret {
         secret: true,
@@ -137,6 +137,18 @@ settings! {
         expected: "a number of bytes",
         parse: |s| s.parse().ok(),
         help: "Free disk space to keep in the data directory; uploads that would go below it get 507.",
+    }
+    upload_expiry: Duration {
+        default: "24h",
+        expected: "a duration like 24h or 7d, at most 3650d",
+        parse: |s| parse_duration(s).filter(|d| !d.is_zero() && *d <= MAX_SESSION_TTL),
+        help: "How long an unfinished resumable upload is kept after its last chunk; the sweeper then removes it and its bytes.",
+    }
+    max_unfinished_uploads: u32 {
+        default: "20",
+        expected: "a number from 1 to 10000",
+        parse: |s| s.parse().ok().filter(|n| (1..=10_000).contains(n)),
+        help: "Unfinished resumable uploads one user may have at a time.",
     }
     max_note_bytes: usize {
         default: "65536",

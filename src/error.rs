@@ -16,6 +16,15 @@ pub enum AppError {
     NotFound,
     #[error("{0}")]
     Gone(&'static str),
+    /// The request does not fit the resource's current state (a resumable upload
+    /// at another offset than the client thinks).
+    #[error("{0}")]
+    Conflict(String),
+    /// Another request is working on the resource right now; try again shortly.
+    #[error("{0}")]
+    Locked(&'static str),
+    #[error("the checksum of the data does not match; the data was discarded")]
+    ChecksumMismatch,
     #[error("the upload is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: u64 },
     #[error("requested range not satisfiable")]
@@ -41,6 +50,9 @@ impl AppError {
             Self::Forbidden(_) => "forbidden",
             Self::NotFound | Self::Database(sqlx::Error::RowNotFound) => "not_found",
             Self::Gone(_) => "gone",
+            Self::Conflict(_) => "conflict",
+            Self::Locked(_) => "locked",
+            Self::ChecksumMismatch => "checksum_mismatch",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             Self::TooManyRequests { .. } => "too_many_requests",

@@ -11,6 +11,7 @@ pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod ops;
+pub mod partials;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

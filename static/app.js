@@ -1,5 +1,6 @@
 // Ferry's progressive enhancement: live updates, drag-and-drop and pasted uploads
-// with progress, copy buttons, local times. Every basic action also works without it.
+// with progress (large files resumable, through static/tus.js), copy buttons, local
+// times. Every basic action also works without it.
 (function () {
   "use strict";
   document.documentElement.classList.add("js");
@@ -62,6 +63,29 @@
     var bar = row.querySelector("progress");
     label.textContent = file.name;
     list.appendChild(row);
+    var done = function () {
+      bar.value = 100;
+      label.textContent = file.name + " ✓";
+      label.className = "";
+      setTimeout(function () { row.remove(); }, 3000);
+    };
+    var failed = function (msg) { label.textContent = file.name + ": " + msg; label.className = "error"; };
+    // Large files go in resumable pieces (static/tus.js); the bar carries on across retries.
+    if (window.FerryTus && file.size > window.FerryTus.threshold) {
+      window.FerryTus.upload(file, {
+        csrf: csrf,
+        expires: expires,
+        onProgress: function (sent, total) {
+          bar.value = Math.floor(100 * sent / total);
+          label.textContent = file.name;
+          label.className = "";
+        },
+        onRetry: function (msg) { label.textContent = file.name + ": " + msg; label.className = "retrying"; },
+        onDone: done,
+        onError: failed,
+      });
+      return;
+    }
     var form = new FormData();
     form.append("expires", expires);
     form.append("file", file, file.name);
@@ -72,17 +96,14 @@
     xhr.upload.onprogress = function (e) { if (e.lengthComputable) bar.value = Math.round(100 * e.loaded / e.total); };
     xhr.onload = function () {
       if (xhr.status === 201) {
-        bar.value = 100;
-        label.textContent = file.name + " ✓";
-        setTimeout(function () { row.remove(); }, 3000);
+        done();
       } else {
         var msg = "upload failed (" + xhr.status + ")";
         try { msg = JSON.parse(xhr.responseText).message; } catch (ignored) { /* keep the status */ }
-        label.textContent = file.name + ": " + msg;
-        label.className = "error";
+        failed(msg);
       }
     };
-    xhr.onerror = function () { label.textContent = file.name + ": network error"; label.className = "error"; };
+    xhr.onerror = function () { failed("network error"); };
     xhr.send(form);
   }
 

@@ -116,19 +116,50 @@ fn check_room(app: &App, announced: Option<u64>) -> Result<()> {
 }
 
 /// A file moved into the blob store but not yet recorded. Dropped unrecorded (an
-/// error later in the same request), its blob is removed.
+/// error later in the same request), its blob is removed, or moved back to where
+/// it came from (a resumable upload, which the client may then finish again).
 pub struct ReceivedFile {
     app: App,
     id: Option<uuid::Uuid>,
     name: DisplayName,
     size: u64,
     sha256: String,
+    return_to: Option<std::path::PathBuf>,
 }
 
 impl Drop for ReceivedFile {
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
-            let _ = std::fs::remove_file(self.app.blobs().path(&id));
+            let blob = self.app.blobs().path(&id);
+            let returned = self
+                .return_to
+                .as_ref()
+                .is_some_and(|to| std::fs::rename(&blob, to).is_ok());
+            if !returned {
+                let _ = std::fs::remove_file(blob);
+            }
+        }
+    }
+}
+
+impl ReceivedFile {
+    /// A completed resumable upload, already moved to the blob of item `id`, from
+    /// `return_to` (where its blob goes back if recording fails).
+    pub(super) fn resumed(
+        app: &App,
+        id: uuid::Uuid,
+        raw_name: &str,
+        size: u64,
+        sha256: String,
+        return_to: std::path::PathBuf,
+    ) -> Self {
+        Self {
+            app: app.clone(),
+            id: Some(id),
+            name: DisplayName::clean(raw_name),
+            size,
+            sha256,
+            return_to: Some(return_to),
         }
     }
 }
@@ -173,6 +204,7 @@ where
         name: DisplayName::clean(raw_name),
         size: stored.size,
         sha256: stored.sha256,
+        return_to: None,
     })
 }
 

@@ -10,6 +10,7 @@ pub mod live;
 pub mod pagination;
 pub mod shares;
 pub mod sweeper;
+pub mod uploads;
 pub mod views;
 
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use crate::events::EventHub;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
-pub use crate::store::{ApiToken, Event, Item, Share, User};
+pub use crate::store::{ApiToken, Event, Item, ResumableUpload, Share, User};
 pub use accounts::SignedIn;
 
 /// What every use case works with. One pointer wide, so an open event stream or a

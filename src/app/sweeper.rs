@@ -1,12 +1,12 @@
-//! Background housekeeping: expired items and their files, expired sessions and
-//! sign-in links, old events. With several replicas, a database lease makes sure
-//! only one sweeps.
+//! Background housekeeping: expired items and their files, expired unfinished
+//! uploads and their bytes, expired sessions and sign-in links, old events. With
+//! several replicas, a database lease makes sure only one sweeps.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{App, items};
+use super::{App, items, uploads};
 use crate::store::now_ms;
 
 const INTERVAL: Duration = Duration::from_secs(60);
@@ -49,13 +49,20 @@ pub async fn sweep_once(app: &App) -> anyhow::Result<usize> {
             }
         }
     }
+    let uploads = uploads::sweep(app).await?;
     let sessions = store.delete_expired_sessions().await?;
     store.delete_expired_device_links().await?;
     let events = store
         .prune_events(now_ms() - EVENT_RETENTION.as_millis() as i64)
         .await?;
-    if removed > 0 || sessions > 0 || events > 0 {
-        tracing::info!(items = removed, sessions, events, "swept expired data");
+    if removed > 0 || uploads > 0 || sessions > 0 || events > 0 {
+        tracing::info!(
+            items = removed,
+            uploads,
+            sessions,
+            events,
+            "swept expired data"
+        );
     }
     Ok(removed)
 }

@@ -4,9 +4,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+mod checksum;
 mod files;
 mod range;
 
+pub use checksum::{Checksum, ChecksumAlgorithm, Hasher};
 pub use files::{DisplayName, NOTE_CONTENT_TYPE, content_type_for, is_inline_safe};
 pub use range::{ByteRange, RangeError};
 

@@ -21,6 +21,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../static/app.js"),
     ),
+    (
+        "tus.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/tus.js"),
+    ),
 ];
 
 pub fn router() -> Router<AppState> {

@@ -11,6 +11,9 @@ use serde_json::json;
 use super::pages::layout::{Layout, render};
 use crate::error::AppError;
 
+/// Seconds a client waits before retrying a resource that another request holds.
+const LOCKED_RETRY_AFTER: u64 = 2;
+
 pub fn status(e: &AppError) -> StatusCode {
     match e {
         AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -18,6 +21,10 @@ pub fn status(e: &AppError) -> StatusCode {
         AppError::Forbidden(_) => StatusCode::FORBIDDEN,
         AppError::NotFound => StatusCode::NOT_FOUND,
         AppError::Gone(_) => StatusCode::GONE,
+        AppError::Conflict(_) => StatusCode::CONFLICT,
+        AppError::Locked(_) => StatusCode::LOCKED,
+        // tus's own status for a checksum mismatch; 460 is a valid status code.
+        AppError::ChecksumMismatch => StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
         AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         AppError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
         AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -44,6 +51,9 @@ fn add_headers(e: &AppError, response: &mut Response) {
     match e {
         AppError::TooManyRequests { retry_after } => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        AppError::Locked(_) => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(LOCKED_RETRY_AFTER));
         }
         AppError::RangeNotSatisfiable { len } => {
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {

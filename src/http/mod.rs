@@ -108,8 +108,26 @@ fn cors_layer(origins: &[String]) -> tower::util::Either<CorsLayer, tower::layer
     tower::util::Either::Left(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .allow_methods([
+                Method::GET,
+                Method::HEAD,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers(
+                [header::AUTHORIZATION, header::CONTENT_TYPE]
+                    .into_iter()
+                    .chain(api::TUS_REQUEST_HEADERS.map(HeaderName::from_static))
+                    .collect::<Vec<_>>(),
+            )
+            .expose_headers(
+                [header::LOCATION]
+                    .into_iter()
+                    .chain(api::TUS_RESPONSE_HEADERS.map(HeaderName::from_static))
+                    .collect::<Vec<_>>(),
+            )
             .max_age(std::time::Duration::from_secs(3600)),
     )
 }

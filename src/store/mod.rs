@@ -13,6 +13,7 @@ mod migrate;
 mod models;
 mod sessions;
 mod shares;
+mod uploads;
 mod users;
 
 use std::path::Path;
@@ -30,6 +31,7 @@ pub use cache::{FRESH_FOR, ItemsPage, ReadCache};
 pub use links::Session as LinkedSession;
 pub use models::*;
 pub use sessions::NewSession;
+pub use uploads::ResumableUpload;
 
 use crate::config::Settings;
 

@@ -174,6 +174,13 @@ async fn curl_examples_work_as_written(backend: Backend) {
         );
     }
     assert!(output("cmp copy.txt").contains("same"));
+    assert_eq!(output("head -c 1000000 big.bin").trim(), "204");
+    assert!(
+        output("Upload-Checksum: sha256").contains("offset was 1000000; the item is the same file"),
+        "the tus example: {}",
+        output("Upload-Checksum: sha256")
+    );
+    assert_eq!(output("\"$URL$LATER\"").trim(), "204");
     let ranges = output("-r 0-3");
     assert!(
         ranges.starts_with("tent\n") && ranges.trim_end().ends_with("304"),

@@ -2,7 +2,8 @@
 //!
 //! The feed in a real browser: Debian's Chromium, driven through chromedriver's
 //! WebDriver HTTP protocol. Two browsers sign in through the login form; what one
-//! uploads or posts appears live in the other, which never reloads.
+//! uploads or posts appears live in the other, which never reloads. A large file
+//! goes through tus and carries on after a reload and across a network drop.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -41,7 +42,7 @@ async fn uploads_and_notes_appear_live_in_another_browser(backend: Backend) {
     };
     let _turn = ONE_AT_A_TIME.lock().await;
     let app = TestApp::spawn(backend).await;
-    app.add_user("ada", PASSWORD, false).await;
+    let ada = app.add_user("ada", PASSWORD, false).await;
     let driver = Driver::start(&chromedriver).await;
     let desktop = driver.session(&chromium, (1280, 900)).await;
     let phone = driver.session(&chromium, (390, 844)).await;
@@ -90,6 +91,8 @@ async fn uploads_and_notes_appear_live_in_another_browser(backend: Backend) {
              return !!img && img.complete && img.naturalWidth > 0;",
         )
         .await;
+
+    resume_a_large_upload(&app, &ada, &desktop, &phone, files.path()).await;
 
     // A note through the form; markup in it must stay text.
     let note = "Bring the <b>ladder</b> & the café key";
@@ -315,6 +318,183 @@ async fn a_phone_signs_in_by_scanning_the_qr_code_of_a_signed_in_browser(backend
     driver.quit().await;
     drop(driver);
     app.stop().await;
+}
+
+/// A file above the page's tus threshold goes in resumable pieces. It was begun
+/// before (through the API, as by this page before a reload), and the page's
+/// localStorage holds its URL: choosing the same file continues that upload.
+async fn resume_a_large_upload(
+    app: &TestApp,
+    user_id: &str,
+    desktop: &Session<'_>,
+    phone: &Session<'_>,
+    dir: &Path,
+) {
+    let name = "holiday-video.bin";
+    let path = dir.join(name);
+    let body: Vec<u8> = (0..12 * 1024 * 1024 + 5)
+        .map(|i| (i * 31 % 253) as u8)
+        .collect();
+    std::fs::write(&path, &body).expect("write the large file");
+    let modified = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .expect("mtime")
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    let token = ferry::auth::random_token();
+    app.state
+        .store
+        .create_api_token(user_id, "resume", &ferry::auth::token_hash(&token))
+        .await
+        .expect("token");
+    let client = reqwest::Client::new();
+    let created = client
+        .post(app.url("/api/uploads"))
+        .bearer_auth(&token)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", body.len().to_string())
+        .header("upload-metadata", "filename aG9saWRheS12aWRlby5iaW4=")
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+    let location = created.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    let first = client
+        .patch(app.url(&location))
+        .bearer_auth(&token)
+        .header("tus-resumable", "1.0.0")
+        .header("content-type", "application/offset+octet-stream")
+        .header("upload-offset", "0")
+        .body(body[..5 * 1024 * 1024].to_vec())
+        .send()
+        .await
+        .expect("first piece");
+    assert_eq!(first.status(), 204);
+    let key = format!("ferry-tus:{name}:{}:{modified}", body.len());
+    desktop
+        .exec(
+            "localStorage.setItem(arguments[0], arguments[1]);",
+            json!([key, location]),
+        )
+        .await;
+    let input = desktop.find("#file-input").await;
+    desktop.send_keys(&input, &path.display().to_string()).await;
+    desktop
+        .wait_until(
+            "the large upload's row with a full progress bar and a check mark",
+            "return Array.from(document.querySelectorAll('#uploads li')).some(li => \
+             li.textContent.includes('holiday-video.bin ✓') && li.querySelector('progress').value === 100);",
+        )
+        .await;
+    phone
+        .wait_for_feed_item(name, "the large upload in the other browser")
+        .await;
+    let items = app.state.store.list_items(None, 10).await.expect("items");
+    let item = items
+        .iter()
+        .find(|i| i.name.as_deref() == Some(name))
+        .expect("the large file's item");
+    assert!(
+        location.ends_with(&item.id),
+        "the page continued the upload it had begun, not a new one"
+    );
+    let sha: String = sha2::Digest::finalize(sha2::Digest::chain_update(
+        <sha2::Sha256 as sha2::Digest>::new(),
+        &body,
+    ))
+    .iter()
+    .map(|b| format!("{b:02x}"))
+    .collect();
+    assert_eq!(item.sha256, sha);
+    let stored = desktop
+        .exec("return localStorage.getItem(arguments[0]);", json!([key]))
+        .await;
+    assert_eq!(stored, Value::Null, "a finished upload is forgotten");
+
+    // The network drops in the middle of a slow upload and comes back: the same
+    // upload carries on by itself, with the same progress bar.
+    let name = "drop-test.bin";
+    let path = dir.join(name);
+    std::fs::write(&path, &body).expect("write the second large file");
+    let network = |offline: bool| {
+        json!({ "network_conditions": {
+            "offline": offline, "latency": 5,
+            "download_throughput": 50_000_000, "upload_throughput": 3_000_000,
+        } })
+    };
+    desktop
+        .cmd(Method::POST, "/chromium/network_conditions", network(false))
+        .await;
+    desktop.send_keys(&input, &path.display().to_string()).await;
+    let row = "Array.from(document.querySelectorAll('#uploads li')).find(li => li.textContent.includes('drop-test.bin'))";
+    desktop
+        .wait_until(
+            "the slow upload to be under way",
+            &format!("const li = {row}; return !!li && li.querySelector('progress').value >= 15;"),
+        )
+        .await;
+    desktop
+        .cmd(Method::POST, "/chromium/network_conditions", network(true))
+        .await;
+    desktop
+        .wait_until(
+            "the page to notice the drop and wait to retry",
+            &format!("const li = {row}; return !!li && li.textContent.includes('retrying');"),
+        )
+        .await;
+    desktop
+        .cmd(Method::POST, "/chromium/network_conditions", network(false))
+        .await;
+    desktop
+        .wait_until(
+            "the upload to finish after the network came back",
+            &format!(
+                "const li = {row}; return !!li && li.textContent.includes('drop-test.bin ✓');"
+            ),
+        )
+        .await;
+    desktop
+        .cmd(Method::DELETE, "/chromium/network_conditions", json!({}))
+        .await;
+    // The browser logs the requests the drop cut off; nothing else may be there.
+    let errors = desktop.console_errors().await;
+    assert!(
+        !errors.is_empty()
+            && errors
+                .iter()
+                .all(|e| e.contains("/api/uploads/") && e.contains("ERR_INTERNET_DISCONNECTED")),
+        "the page logged other errors: {errors:#?}"
+    );
+    let items = app.state.store.list_items(None, 10).await.expect("items");
+    let dropped: Vec<_> = items
+        .iter()
+        .filter(|i| i.name.as_deref() == Some(name))
+        .collect();
+    assert_eq!(dropped.len(), 1, "one item for the interrupted upload");
+    assert_eq!(dropped[0].sha256, sha);
+    let upload = app
+        .state
+        .store
+        .upload(&dropped[0].id)
+        .await
+        .expect("upload row");
+    assert!(
+        upload.is_some_and(|u| u.completed_at.is_some()),
+        "the item is the upload that was interrupted, completed"
+    );
+    assert_eq!(
+        app.state
+            .store
+            .count_unfinished_uploads(user_id)
+            .await
+            .expect("count"),
+        0,
+        "no second upload was started"
+    );
 }
 
 /// Chromium and chromedriver, or None (with a message) in the Nix sandbox, where

@@ -15,13 +15,13 @@ both_backends!(commands_print_only_their_own_output);
 
 const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 
-struct Server {
-    child: Child,
-    port: u16,
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
 }
 
 impl Server {
-    fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+    pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let child = Command::new(BIN)
             .arg("serve")
@@ -39,7 +39,7 @@ impl Server {
         server
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
@@ -54,7 +54,7 @@ impl Server {
         panic!("ferry did not become ready on port {}", self.port);
     }
 
-    fn signal(&self, signal: rustix::process::Signal) {
+    pub fn signal(&self, signal: rustix::process::Signal) {
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
         rustix::process::kill_process(pid, signal).expect("kill");
     }
@@ -100,7 +100,7 @@ fn ferry(args: &[&str], env: &[(&str, &str)], stdin: &str) -> std::process::Outp
 }
 
 /// Create a user and return an API token, through the CLI as an operator would.
-fn cli_token(data_dir: &Path, extra: &[(&str, &str)]) -> String {
+pub fn cli_token(data_dir: &Path, extra: &[(&str, &str)]) -> String {
     let dir = data_dir.to_str().expect("utf-8 path");
     let mut env = vec![("FERRY_DATA_DIR", dir)];
     env.extend_from_slice(extra);

@@ -4,14 +4,17 @@
 mod items;
 mod openapi;
 mod shares;
+mod uploads;
 
 use axum::Router;
 
 use super::AppState;
+pub use uploads::{TUS_REQUEST_HEADERS, TUS_RESPONSE_HEADERS};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(items::router())
         .merge(shares::router())
         .merge(openapi::router())
+        .merge(uploads::router())
 }
