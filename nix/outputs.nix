@@ -14,6 +14,7 @@ let
 
   build = buildCraneLib: import ./ferry.nix {
     inherit src revision;
+    inherit (pkgs) cargo-auditable;
     craneLib = buildCraneLib;
     meta = {
       inherit (cargoToml.package) description;
