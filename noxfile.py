@@ -154,16 +154,23 @@ def cargo_tool(session, command, crate):
     session.run("cargo", "install", "--locked", crate, external=True)
 
 
-@nox.session(python=False)
+@nox.session
 def audit(session):
     """Dependencies, offline. cargo audit checks Cargo.lock against the RustSec
     snapshot in ../shared/advisory-db (FERRY_ADVISORY_DB overrides); advisories and
     yanked, unmaintained or unsound crates fail. cargo deny checks licences (the
     allow-list), bans (no OpenSSL) and sources (crates.io only). Exceptions live in
-    deny.toml, each with its reason."""
+    deny.toml, each with its reason. Then the shipped binary: built with
+    `cargo auditable` (as the flake builds it), `cargo audit bin` checks the crate
+    list embedded in it, and tests/deploy/test_sbom.py compares the release's
+    CycloneDX SBOMs (cargo-cyclonedx) with Cargo.lock and with that list."""
+    import time
     import tomllib
-    cargo_tool(session, "audit", "cargo-audit")
-    cargo_tool(session, "deny", "cargo-deny")
+    started = time.monotonic()
+    for command, crate in [("audit", "cargo-audit"), ("deny", "cargo-deny"),
+                           ("auditable", "cargo-auditable"), ("cyclonedx", "cargo-cyclonedx")]:
+        cargo_tool(session, command, crate)
+    session.log(f"cargo tools ready in {time.monotonic() - started:.0f} s")
     db = os.environ.get("FERRY_ADVISORY_DB") or ADVISORY_DB
     if not os.path.isdir(os.path.join(db, "crates")):
         session.error(f"no RustSec advisory database at {db} (a snapshot of RustSec/advisory-db)")
@@ -180,8 +187,15 @@ def audit(session):
         session.log(f"ignored: {entry['id']}: {entry['reason']}")
         ignore += ["--ignore", entry["id"]]
     # --stale: the snapshot cannot be refreshed from here; its date is printed above.
-    cargo(session, "audit", "--db", db, "--no-fetch", "--stale", "--deny", "warnings", *ignore)
+    audit_args = ["--db", db, "--no-fetch", "--stale", "--deny", "warnings", *ignore]
+    cargo(session, "audit", *audit_args)
     cargo(session, "deny", "--locked", "check", "licenses", "bans", "sources")
+    started = time.monotonic()
+    cargo(session, "auditable", "build", "--release", "--locked")
+    session.log(f"cargo auditable build --release in {time.monotonic() - started:.0f} s")
+    cargo(session, "audit", *audit_args, "bin", os.path.join(ROOT, "target", "release", "ferry"))
+    session.install("pytest")
+    session.run("pytest", "-q", "tests/deploy/test_sbom.py", *session.posargs)
 
 
 @nox.session(python=False)
