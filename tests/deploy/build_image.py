@@ -134,26 +134,17 @@ def ferry_image_config(contract, diff_id, labels=None):
             },
             "Labels": labels or {},
         },
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id] if diff_id else []},
         "history": [{"created": "1970-01-01T00:00:01Z", "created_by": "tests/deploy/build_image.py"}],
     }
 
 
-def build_ferry_image(binary=None, ref=f"{FERRY_IMAGE}:{FERRY_TAG}"):
-    """Pack the release binary as a docker-archive and `docker load` it. Returns ref."""
-    binary = Path(binary or ROOT / "target" / "release" / "ferry")
-    if not binary.exists():
-        raise FileNotFoundError(f"{binary} is missing; run `cargo build --release` first")
-    contract = load_contract()
-    layer = ferry_rootfs_tar(binary, contract)
+def docker_archive(ref, layer, config):
+    """A docker-archive (the format of Nix's dockerTools) of one layer and an
+    image config whose diff_ids are filled in here."""
     diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
-    labels = {
-        "org.opencontainers.image.title": "ferry",
-        "org.opencontainers.image.description": "test image built from the host's release binary",
-        "org.opencontainers.image.source": "https://github.com/ferry-app/ferry",
-        "org.opencontainers.image.licenses": "Apache-2.0",
-    }
-    config = json.dumps(ferry_image_config(contract, diff_id, labels), sort_keys=True).encode()
+    config = dict(config, rootfs={"type": "layers", "diff_ids": [diff_id]})
+    config = json.dumps(config, sort_keys=True).encode()
     config_name = hashlib.sha256(config).hexdigest() + ".json"
     layer_name = diff_id.split(":")[1] + "/layer.tar"
     manifest = json.dumps([{"Config": config_name, "RepoTags": [ref], "Layers": [layer_name]}]).encode()
@@ -165,7 +156,47 @@ def build_ferry_image(binary=None, ref=f"{FERRY_IMAGE}:{FERRY_TAG}"):
                 tar.addfile(_tarinfo(name, tarfile.DIRTYPE, 0o755))
             else:
                 tar.addfile(_tarinfo(name, tarfile.REGTYPE, 0o644, size=len(content)), io.BytesIO(content))
-    run(["docker", "load"], input=buf.getvalue(), text=False)
+    return buf.getvalue()
+
+
+def ferry_archive(binary=None, ref=f"{FERRY_IMAGE}:{FERRY_TAG}", labels=None):
+    """The release binary as a docker-archive with the image contract."""
+    binary = Path(binary or ROOT / "target" / "release" / "ferry")
+    if not binary.exists():
+        raise FileNotFoundError(f"{binary} is missing; run `cargo build --release` first")
+    contract = load_contract()
+    layer = ferry_rootfs_tar(binary, contract)
+    labels = {
+        "org.opencontainers.image.title": "ferry",
+        "org.opencontainers.image.description": "test image built from the host's release binary",
+        "org.opencontainers.image.source": "https://github.com/ferry-app/ferry",
+        "org.opencontainers.image.licenses": "Apache-2.0",
+        **(labels or {}),
+    }
+    return docker_archive(ref, layer, ferry_image_config(contract, None, labels))
+
+
+def stand_in_archive(ref, architecture, variant, why):
+    """An image that only claims a platform, for publishing tests on a machine
+    that cannot build for it: one file saying so, and labels that say so too.
+    It has no ferry binary and cannot run."""
+    note = f"STAND-IN for linux/{architecture}/{variant}: {why}\n".encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(_tarinfo("STAND-IN.txt", tarfile.REGTYPE, 0o644, size=len(note)), io.BytesIO(note))
+    config = {
+        "architecture": architecture, "variant": variant, "os": "linux", "created": "1970-01-01T00:00:01Z",
+        "config": {"Labels": {"org.opencontainers.image.title": "ferry-stand-in",
+                              "org.opencontainers.image.description": note.decode().strip(),
+                              "dev.ferry.test.stand-in": "true"}},
+        "history": [{"created": "1970-01-01T00:00:01Z", "created_by": "tests/deploy/build_image.py (stand-in)"}],
+    }
+    return docker_archive(ref, buf.getvalue(), config)
+
+
+def build_ferry_image(binary=None, ref=f"{FERRY_IMAGE}:{FERRY_TAG}"):
+    """Pack the release binary as a docker-archive and `docker load` it. Returns ref."""
+    run(["docker", "load"], input=ferry_archive(binary, ref), text=False)
     return ref
 
 
