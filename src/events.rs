@@ -51,7 +51,9 @@ impl EventHub {
             }
             Store::Sqlite { .. } => {
                 let wake = Arc::new(Notify::new());
-                let after = store.latest_event_id().await?;
+                // Without the events table (migrations not applied yet) there are no
+                // events: the first row to come is new.
+                let after = store.latest_event_id().await.unwrap_or(0);
                 let relay = relay(store.clone(), hub.tx.clone(), wake.clone(), after, shutdown);
                 tokio::spawn(relay);
                 hub.relay = Some(wake);
