@@ -9,7 +9,7 @@ import sys
 
 import nox
 
-nox.options.sessions = ["fmt", "lint", "tests", "contract", "tus_clients", "nix", "nginx", "containers", "audit", "workflows", "fuzz"]
+nox.options.sessions = ["fmt", "lint", "tests", "contract", "tus_clients", "nix", "nginx", "soak", "containers", "audit", "workflows", "fuzz"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -105,6 +105,20 @@ def nginx(session):
     session.install("pytest", "requests")
     cargo(session, "build", "--release", "--locked")
     session.run("pytest", "-q", "tests/deploy/test_nginx.py", *session.posargs)
+
+
+@nox.session
+def soak(session):
+    """A soak test with faults (tests/soak/): two replicas on PostgreSQL behind nginx,
+    then SQLite in one process, under uploads, downloads, notes, deletes, share links
+    and a few hundred event streams while a replica is SIGKILLed, PostgreSQL restarts
+    and the data disk fills up; then every answered write is checked. `nox -s soak --
+    MINUTES` sets the minutes of load per configuration (default 1). Needs root (it
+    mounts a tmpfs)."""
+    apt_install(session, "nginx-light", "postgresql-15", "openssl")
+    session.install("aiohttp", "pytest", "requests")  # pytest, requests: tests/deploy helpers
+    cargo(session, "build", "--release", "--locked")
+    session.run("python", "tests/soak/soak.py", *(session.posargs or ["1"]))
 
 
 @nox.session

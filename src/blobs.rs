@@ -53,7 +53,18 @@ pub enum UploadError {
     #[error("the upload was interrupted: {0}")]
     Body(String),
     #[error(transparent)]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+impl From<io::Error> for UploadError {
+    /// A full disk (or quota) is the client's 507 even when the reserve check did not
+    /// see it coming: something else filled the disk between two checks.
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Self::NoSpace,
+            _ => Self::Io(e),
+        }
+    }
 }
 
 impl Blobs {
@@ -435,6 +446,22 @@ mod tests {
                 "on disk {on_disk}, pending {pending}, headroom {headroom}, most {most}, announced {announced}"
             );
         }
+    }
+
+    #[test]
+    fn a_full_disk_is_no_space_not_a_server_fault() {
+        // Found by the soak test: a disk filled by someone else between two reserve
+        // checks answered 500 instead of 507.
+        for kind in [io::ErrorKind::StorageFull, io::ErrorKind::QuotaExceeded] {
+            assert!(matches!(
+                UploadError::from(io::Error::from(kind)),
+                UploadError::NoSpace
+            ));
+        }
+        assert!(matches!(
+            UploadError::from(io::Error::from(io::ErrorKind::PermissionDenied)),
+            UploadError::Io(_)
+        ));
     }
 
     #[test]

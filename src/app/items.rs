@@ -93,8 +93,8 @@ pub async fn create_note(app: &App, user: &SignedIn, text: &str, expiry: Expiry)
 
 async fn announce_created(app: &App, item: &Item) -> Result<()> {
     let payload = serde_json::to_string(&ItemJson::new(item)).map_err(anyhow::Error::from)?;
-    let event = app.store().insert_item(item, &payload).await?;
-    app.events().published(event);
+    app.store().insert_item(item, &payload).await?;
+    app.events().published();
     Ok(())
 }
 
@@ -184,7 +184,7 @@ where
         .blobs()
         .start_upload(app.settings().max_upload_bytes, announced)
         .await
-        .map_err(anyhow::Error::from)?;
+        .map_err(UploadError::from)?;
     let outcome = async {
         while let Some(chunk) = body.try_next().await? {
             upload.write(chunk.as_ref()).await?;
@@ -279,7 +279,7 @@ pub async fn delete(app: &App, user: &SignedIn, id: &str) -> Result<()> {
 /// tell every device. False when it was already gone.
 pub(super) async fn remove(app: &App, id: &str) -> Result<bool> {
     let payload = serde_json::to_string(&DeletedJson { id }).map_err(anyhow::Error::from)?;
-    let Some((item, event)) = app.store().delete_item(id, &payload).await? else {
+    let Some((item, _event)) = app.store().delete_item(id, &payload).await? else {
         return Ok(false);
     };
     if let Some(uuid) = parse_item_id(&item.id) {
@@ -288,7 +288,7 @@ pub(super) async fn remove(app: &App, id: &str) -> Result<bool> {
             .await
             .map_err(anyhow::Error::from)?;
     }
-    app.events().published(event);
+    app.events().published();
     Ok(true)
 }
 

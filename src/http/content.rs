@@ -76,10 +76,7 @@ pub async fn serve(app: &App, item: &Item, headers: &HeaderMap) -> Result<Respon
         return built(response.status(StatusCode::NOT_MODIFIED), Body::empty());
     }
 
-    if let Some(note) = &item.note {
-        return built(response, Body::from(note.clone()));
-    }
-    if let Some(prefix) = &app.settings().accel_redirect {
+    if let (None, Some(prefix)) = (&item.note, &app.settings().accel_redirect) {
         // nginx sends the bytes (and handles Range) from its internal location.
         let uuid = parse_item_id(&item.id).ok_or(AppError::NotFound)?;
         response = response.header("x-accel-redirect", format!("{prefix}{uuid}"));
@@ -96,7 +93,6 @@ pub async fn serve(app: &App, item: &Item, headers: &HeaderMap) -> Result<Respon
         Some(Err(RangeError::Unsatisfiable)) => return Err(AppError::RangeNotSatisfiable { len }),
         Some(Err(RangeError::Ignore)) | None => None,
     };
-    let mut file = items::open_file(app, item).await?;
     let (status, start, count) = match range {
         Some(r) => {
             response = response.header(
@@ -107,6 +103,21 @@ pub async fn serve(app: &App, item: &Item, headers: &HeaderMap) -> Result<Respon
         }
         None => (StatusCode::OK, 0, len),
     };
+    let response = response
+        .status(status)
+        .header(header::CONTENT_LENGTH, HeaderValue::from(count));
+    if let Some(note) = &item.note {
+        // Notes advertise ranges like files, so they honour them too.
+        let part = usize::try_from(start)
+            .ok()
+            .zip(usize::try_from(start + count).ok())
+            .and_then(|(from, to)| note.as_bytes().get(from..to))
+            .ok_or_else(|| {
+                AppError::Internal(anyhow::anyhow!("note {} shorter than its size", item.id))
+            })?;
+        return built(response, Body::from(part.to_vec()));
+    }
+    let mut file = items::open_file(app, item).await?;
     if start > 0 {
         file.seek(std::io::SeekFrom::Start(start))
             .await
@@ -119,12 +130,7 @@ pub async fn serve(app: &App, item: &Item, headers: &HeaderMap) -> Result<Respon
         file.take(count),
         DOWNLOAD_CHUNK,
     ));
-    built(
-        response
-            .status(status)
-            .header(header::CONTENT_LENGTH, HeaderValue::from(count)),
-        body,
-    )
+    built(response, body)
 }
 
 /// `If-Range` with a different validator means "send the whole new file".

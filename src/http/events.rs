@@ -3,7 +3,7 @@
 //! falls behind the in-memory channel catches up from the database too, so a slow
 //! reader costs no memory beyond the shared channel.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -65,7 +65,6 @@ async fn events(
             rx,
             last_id,
             backlog: VecDeque::new(),
-            replayed: HashSet::new(),
             needs_replay: true,
             _guard: guard,
         },
@@ -79,10 +78,10 @@ struct Cursor {
     app: App,
     shutdown: CancellationToken,
     rx: broadcast::Receiver<LiveEvent>,
+    /// The highest id sent (or the client's Last-Event-ID). Events arrive and are
+    /// sent in id order, so a live event at or below it was already replayed.
     last_id: i64,
     backlog: VecDeque<Event>,
-    /// Ids sent from the database, so the same events arriving live are skipped.
-    replayed: HashSet<i64>,
     needs_replay: bool,
     _guard: StreamGuard,
 }
@@ -90,7 +89,8 @@ struct Cursor {
 impl Cursor {
     async fn next_event(mut self) -> Option<(std::result::Result<SseEvent, Infallible>, Self)> {
         loop {
-            if self.needs_replay {
+            // The next batch only once this one is sent: it starts after last_id.
+            if self.needs_replay && self.backlog.is_empty() {
                 self.needs_replay = false;
                 match live::events_after(&self.app, self.last_id, REPLAY_BATCH).await {
                     Ok(rows) => {
@@ -107,7 +107,6 @@ impl Cursor {
             }
             if let Some(event) = self.backlog.pop_front() {
                 self.last_id = self.last_id.max(event.id);
-                self.replayed.insert(event.id);
                 return Some((Ok(to_sse(&event)), self));
             }
             if self.needs_replay {
@@ -119,7 +118,7 @@ impl Cursor {
             };
             match received {
                 Ok(LiveEvent::Item(event)) => {
-                    if self.replayed.remove(&event.id) {
+                    if event.id <= self.last_id {
                         continue;
                     }
                     self.last_id = self.last_id.max(event.id);

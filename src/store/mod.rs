@@ -37,6 +37,8 @@ use crate::config::Settings;
 
 /// Channel used for cross-replica live updates on PostgreSQL.
 pub const EVENTS_CHANNEL: &str = "ferry_events";
+/// PostgreSQL advisory lock that orders event writers (see `record_event!`).
+const EVENTS_LOCK_KEY: i64 = 0x6665_7272_795f_6576; // "ferry_ev"
 
 /// How long a request waits for a database connection before it fails. Long on
 /// purpose: a burst of uploads or a slow migration may hold every connection for a
@@ -73,8 +75,19 @@ pub(crate) use on_pool;
 /// Insert an event row inside the open transaction `$tx` and, on PostgreSQL, queue a
 /// notification that is delivered when the transaction commits, so no replica hears
 /// of an uncommitted event. A macro because it runs on either backend's transaction.
+///
+/// Event ids must become visible in order: a client resuming after id N is sent only
+/// ids above N, so an id below N that commits later would never reach it. SQLite
+/// has one writer at a time; on PostgreSQL a lock held until commit does the same
+/// for event writers (taken last, just before commit, so it is held briefly).
 macro_rules! record_event {
     ($store:expr, $tx:expr, $kind:expr, $item_id:expr, $payload:expr) => {{
+        if matches!($store, Store::Postgres { .. }) {
+            sqlx::query("select pg_advisory_xact_lock($1)")
+                .bind(EVENTS_LOCK_KEY)
+                .execute(&mut *$tx)
+                .await?;
+        }
         let created_at = now_ms();
         let id: i64 = sqlx::query_scalar(
             "insert into events (kind, item_id, payload, created_at) values ($1, $2, $3, $4) returning id",

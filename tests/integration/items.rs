@@ -18,6 +18,7 @@ both_backends!(
     filenames_are_never_paths,
     bad_ids_and_cursors,
     ranges_and_validators,
+    notes_honour_ranges,
     accel_redirect_hands_bytes_to_nginx,
     free_space_reserve,
     only_author_or_admin_deletes,
@@ -396,6 +397,44 @@ async fn bad_ids_and_cursors(backend: Backend) {
         res.json::<Value>().await.expect("json")["error"],
         "unauthorized"
     );
+    app.stop().await;
+}
+
+/// Notes advertise `Accept-Ranges: bytes` like files (found by the soak test: they
+/// answered a Range request with the whole note).
+async fn notes_honour_ranges(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = app.user_with_token("nr", false).await;
+    let note = app.post_note(&token, "0123456789abcdef").await;
+    let url = app.url(note["content_url"].as_str().expect("url"));
+    let client = reqwest::Client::new();
+    let res = client
+        .get(&url)
+        .bearer_auth(&token)
+        .header("range", "bytes=10-")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(res.headers()["accept-ranges"], "bytes");
+    assert_eq!(res.headers()["content-range"], "bytes 10-15/16");
+    assert_eq!(res.bytes().await.expect("bytes").as_ref(), b"abcdef");
+    let res = client
+        .get(&url)
+        .bearer_auth(&token)
+        .header("range", "bytes=99-")
+        .send()
+        .await
+        .expect("unsatisfiable");
+    assert_eq!(res.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    let res = client
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("whole");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.expect("text"), "0123456789abcdef");
     app.stop().await;
 }
 
