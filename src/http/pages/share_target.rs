@@ -23,6 +23,7 @@ use crate::http::extract::{
 };
 use crate::http::upload;
 
+/// Where a share kept for sign-in is finished (routed below by this literal).
 const PENDING_PATH: &str = "/share-target/pending";
 
 pub fn router() -> Router<AppState> {
@@ -31,7 +32,10 @@ pub fn router() -> Router<AppState> {
             "/share-target",
             post(receive_share).layer(DefaultBodyLimit::disable()),
         )
-        .route(PENDING_PATH, axum::routing::get(pending_page).post(finish))
+        .route(
+            "/share-target/pending",
+            axum::routing::get(pending_page).post(finish),
+        )
         .route("/share-target/pending/discard", post(discard))
 }
 
