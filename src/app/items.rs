@@ -164,6 +164,40 @@ impl ReceivedFile {
     }
 }
 
+/// A received file set aside unrecorded (a share waiting for its sender to sign
+/// in): its blob stays in the store until it is rebuilt and recorded or dropped.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct KeptFile {
+    pub id: uuid::Uuid,
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl ReceivedFile {
+    /// Set the file aside: its blob is no longer removed when this is dropped.
+    pub(super) fn keep(mut self) -> KeptFile {
+        KeptFile {
+            id: self.id.take().unwrap_or_else(uuid::Uuid::nil),
+            name: self.name.as_str().to_string(),
+            size: self.size,
+            sha256: std::mem::take(&mut self.sha256),
+        }
+    }
+
+    /// A file set aside by `keep`, ready to record (or, dropped, to remove).
+    pub(super) fn from_kept(app: &App, kept: KeptFile) -> Self {
+        Self {
+            app: app.clone(),
+            id: Some(kept.id),
+            name: DisplayName::clean(&kept.name),
+            size: kept.size,
+            sha256: kept.sha256,
+            return_to: None,
+        }
+    }
+}
+
 /// Stream a file into the blob store, hashing it on the way, within the upload
 /// limit and the free-space reserve. `announced` is the file's length when the
 /// request states it; the space checks count what the file can still bring, so

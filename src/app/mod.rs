@@ -8,6 +8,7 @@ pub mod health;
 pub mod items;
 pub mod live;
 pub mod pagination;
+pub mod share_target;
 pub mod shares;
 pub mod sweeper;
 pub mod uploads;

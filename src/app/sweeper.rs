@@ -1,12 +1,13 @@
 //! Background housekeeping: expired items and their files, expired unfinished
-//! uploads and their bytes, expired sessions and sign-in links, old events. With
-//! several replicas, a database lease makes sure only one sweeps.
+//! uploads and their bytes, shares that waited too long for sign-in, expired
+//! sessions and sign-in links, old events. With several replicas, a database
+//! lease makes sure only one sweeps.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{App, items, uploads};
+use super::{App, items, share_target, uploads};
 use crate::store::now_ms;
 
 const INTERVAL: Duration = Duration::from_secs(60);
@@ -50,15 +51,17 @@ pub async fn sweep_once(app: &App) -> anyhow::Result<usize> {
         }
     }
     let uploads = uploads::sweep(app).await?;
+    let pending_shares = share_target::sweep(app).await?;
     let sessions = store.delete_expired_sessions().await?;
     store.delete_expired_device_links().await?;
     let events = store
         .prune_events(now_ms() - EVENT_RETENTION.as_millis() as i64)
         .await?;
-    if removed > 0 || uploads > 0 || sessions > 0 || events > 0 {
+    if removed > 0 || uploads > 0 || pending_shares > 0 || sessions > 0 || events > 0 {
         tracing::info!(
             items = removed,
             uploads,
+            pending_shares,
             sessions,
             events,
             "swept expired data"

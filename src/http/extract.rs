@@ -43,6 +43,17 @@ pub fn session_cookie(token: &str, max_age: Duration, secure: bool) -> String {
     )
 }
 
+/// The id of a share kept while its sender signs in; short-lived like the share.
+pub const PENDING_SHARE_COOKIE: &str = "ferry_pending_share";
+
+pub fn pending_share_cookie(id: &str, max_age: Duration, secure: bool) -> String {
+    format!(
+        "{PENDING_SHARE_COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        max_age.as_secs(),
+        if secure { "; Secure" } else { "" }
+    )
+}
+
 pub fn clear_session_cookie(secure: bool) -> String {
     session_cookie("", Duration::ZERO, secure)
 }

@@ -1,5 +1,5 @@
 //! Reading uploads out of requests: a raw body (`curl -T`) or a multipart form
-//! (the page's form, the script's uploads, `curl -F`). The bytes stream straight
+//! (the page's form, the script's uploads, `curl -F`, a phone's share sheet). The bytes stream straight
 //! into `app::items`, which stores and records them.
 
 use axum::body::Body;
@@ -8,7 +8,7 @@ use axum::extract::multipart::MultipartError;
 use axum::http::{HeaderMap, StatusCode, header};
 use futures_util::TryStreamExt;
 
-use crate::app::{App, Item, SignedIn, items};
+use crate::app::{App, Item, SignedIn, items, share_target};
 use crate::blobs::UploadError;
 use crate::domain::Expiry;
 use crate::error::{AppError, Result};
@@ -51,58 +51,108 @@ pub enum FormCsrf {
     FieldFirst,
 }
 
+/// One part of a multipart form as `read_form` meets it.
+enum Part<'a> {
+    /// A text field this form reads, and its value.
+    Text(&'a str, String),
+    /// A file is about to be stored.
+    FileStarting,
+}
+
+/// Read a multipart form: every `file_field` part streams into the blob store;
+/// the parts named in `text_fields` are read as text and handed to `on_part`,
+/// which may refuse the form (and then no file is kept). Other parts are ignored.
+async fn read_form(
+    app: &App,
+    mut form: Multipart,
+    file_field: &str,
+    text_fields: &[&str],
+    mut on_part: impl FnMut(Part<'_>) -> Result<()>,
+) -> Result<Vec<items::ReceivedFile>> {
+    let mut files = Vec::new();
+    while let Some(field) = form.next_field().await.map_err(malformed)? {
+        let name = field.name().unwrap_or("").to_string();
+        if name == file_field {
+            on_part(Part::FileStarting)?;
+            let Some(file_name) = field.file_name().map(str::to_string) else {
+                return Err(AppError::BadRequest(format!(
+                    "the {file_field} field has no filename"
+                )));
+            };
+            // An empty file input in a browser form sends a nameless empty part.
+            if file_name.is_empty() {
+                continue;
+            }
+            let limit = app.settings().max_upload_bytes;
+            let stream = field.map_err(move |e| match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => UploadError::TooLarge { limit },
+                _ => UploadError::Body(e.body_text()),
+            });
+            // A part's length is unknown until it ends.
+            files.push(items::receive_file(app, &file_name, None, stream).await?);
+        } else if text_fields.contains(&name.as_str()) {
+            let value = field.text().await.map_err(malformed)?;
+            on_part(Part::Text(&name, value))?;
+        }
+    }
+    Ok(files)
+}
+
 /// Receive every `file` field of a multipart form and an optional `text` note.
 pub async fn multipart(
     app: &App,
     user: &SignedIn,
-    mut form: Multipart,
+    form: Multipart,
     mut expiry: Expiry,
     csrf: FormCsrf,
 ) -> Result<Vec<Item>> {
     let mut csrf_seen = matches!(csrf, FormCsrf::Checked);
-    let mut files = Vec::new();
     let mut note = None;
-    while let Some(field) = form.next_field().await.map_err(malformed)? {
-        match field.name().unwrap_or("") {
-            "csrf" => {
-                let token = field.text().await.map_err(malformed)?;
+    let files = read_form(app, form, "file", &["csrf", "expires", "text"], |part| {
+        match part {
+            Part::Text("csrf", token) => {
                 user.check_csrf(Some(&token))?;
                 csrf_seen = true;
             }
-            "expires" => {
-                expiry = Expiry::parse(&field.text().await.map_err(malformed)?)
-                    .map_err(AppError::BadRequest)?
+            Part::Text("expires", raw) => {
+                expiry = Expiry::parse(&raw).map_err(AppError::BadRequest)?
             }
-            "text" => note = Some(field.text().await.map_err(malformed)?),
-            "file" => {
-                if !csrf_seen {
-                    user.check_csrf(None)?;
-                }
-                let Some(name) = field.file_name().map(str::to_string) else {
-                    return Err(AppError::BadRequest(
-                        "the file field has no filename".into(),
-                    ));
-                };
-                // An empty file input in a browser form sends a nameless empty part.
-                if name.is_empty() {
-                    continue;
-                }
-                let limit = app.settings().max_upload_bytes;
-                let stream = field.map_err(move |e| match e.status() {
-                    StatusCode::PAYLOAD_TOO_LARGE => UploadError::TooLarge { limit },
-                    _ => UploadError::Body(e.body_text()),
-                });
-                // A part's length is unknown until it ends.
-                files.push(items::receive_file(app, &name, None, stream).await?);
-            }
-            _ => {}
+            Part::Text(_, text) => note = Some(text),
+            Part::FileStarting if !csrf_seen => user.check_csrf(None)?,
+            Part::FileStarting => {}
         }
-    }
+        Ok(())
+    })
+    .await?;
     // A form with no file must still have carried its token.
     if !csrf_seen {
         user.check_csrf(None)?;
     }
     items::record_post(app, user, files, note, expiry).await
+}
+
+/// Read a share sheet's post (the web app manifest's `share_target`: `title`,
+/// `text`, `url` and `files`). It needs the proof that its sender was checked.
+pub async fn shared_post(
+    app: &App,
+    _checked: &share_target::SameOrigin,
+    form: Multipart,
+) -> Result<share_target::SharedPost> {
+    let (mut title, mut text, mut url) = (String::new(), String::new(), String::new());
+    let files = read_form(app, form, "files", &["title", "text", "url"], |part| {
+        match part {
+            Part::Text("title", v) => title = v,
+            Part::Text("url", v) => url = v,
+            Part::Text(_, v) => text = v,
+            Part::FileStarting => {}
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(share_target::SharedPost {
+        files,
+        note: share_target::note_of(&title, &text, &url),
+    })
 }
 
 fn malformed(e: MultipartError) -> AppError {

@@ -3,7 +3,8 @@
 //! The feed in a real browser: Debian's Chromium, driven through chromedriver's
 //! WebDriver HTTP protocol. Two browsers sign in through the login form; what one
 //! uploads or posts appears live in the other, which never reloads. A large file
-//! goes through tus and carries on after a reload and across a network drop.
+//! goes through tus and carries on after a reload and across a network drop. The
+//! web app's manifest and share target, as Chromium reads and posts them.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -31,6 +32,7 @@ const PASSWORD: &str = "browser-password";
 both_backends!(
     uploads_and_notes_appear_live_in_another_browser,
     a_phone_signs_in_by_scanning_the_qr_code_of_a_signed_in_browser,
+    chromium_reads_the_manifest_and_its_share_posts_are_judged_by_origin,
 );
 
 /// One browser test at a time: each runs two Chromiums.
@@ -315,6 +317,87 @@ async fn a_phone_signs_in_by_scanning_the_qr_code_of_a_signed_in_browser(backend
         )
         .await;
     drop((desktop, phone));
+    driver.quit().await;
+    drop(driver);
+    app.stop().await;
+}
+
+/// Chromium itself parses the web app manifest (through the page's policy) and
+/// posts to the share target: from Ferry's own page the share becomes items; from
+/// a page elsewhere (a data: URL, as an attacker's site would) it is refused.
+async fn chromium_reads_the_manifest_and_its_share_posts_are_judged_by_origin(backend: Backend) {
+    let Some((chromium, chromedriver)) = skip_browser() else {
+        return;
+    };
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let app = TestApp::spawn(backend).await;
+    app.add_user("ada", PASSWORD, false).await;
+    let driver = Driver::start(&chromedriver).await;
+    let phone = driver.session(&chromium, (390, 844)).await;
+    sign_in(&phone, &app, "ada").await;
+
+    // Chromium's own view of the manifest (DevTools' Application panel).
+    let manifest = phone
+        .cmd(
+            Method::POST,
+            "/goog/cdp/execute",
+            json!({ "cmd": "Page.getAppManifest", "params": {} }),
+        )
+        .await;
+    assert_eq!(manifest["url"], app.url("/manifest.webmanifest"));
+    assert_eq!(manifest["errors"], json!([]), "{manifest:#}");
+    assert!(
+        manifest["data"]
+            .as_str()
+            .is_some_and(|d| d.contains("share_target"))
+    );
+
+    // A share posted from Ferry's own page, as the share sheet's form would be.
+    phone
+        .exec(
+            "const form = document.createElement('form'); \
+             form.method = 'post'; form.action = '/share-target'; \
+             form.enctype = 'multipart/form-data'; \
+             for (const [name, value] of [['title', 'Harbour'], ['text', 'shared from chromium']]) { \
+               const input = document.createElement('input'); \
+               input.name = name; input.value = value; form.append(input); } \
+             const file = document.createElement('input'); \
+             file.type = 'file'; file.name = 'files'; file.multiple = true; \
+             const picked = new DataTransfer(); \
+             picked.items.add(new File(['one'], 'one.txt')); \
+             picked.items.add(new File(['two'], 'two.txt')); \
+             file.files = picked.files; form.append(file); \
+             document.body.append(form); form.submit();",
+            json!([]),
+        )
+        .await;
+    phone
+        .wait_for_feed_item("shared from chromium", "the shared note on the feed")
+        .await;
+    phone
+        .wait_for_feed_item("two.txt", "a shared file on the feed")
+        .await;
+    let items = app.state.store.list_items(None, 100).await.expect("items");
+    assert_eq!(items.len(), 3, "two files and a note");
+
+    // The same post from a page that is not Ferry's.
+    let action = app.url("/share-target");
+    let foreign = format!(
+        "data:text/html,<form method=post enctype=multipart/form-data action='{action}'>\
+         <input name=text value=forged></form><script>document.forms[0].submit()</script>"
+    );
+    phone.goto(&foreign).await;
+    phone
+        .wait_until(
+            "the refusal of a cross-site share",
+            "return location.href.endsWith('/share-target') \
+             && document.body.innerText.includes('must come from');",
+        )
+        .await;
+    let items = app.state.store.list_items(None, 100).await.expect("items");
+    assert_eq!(items.len(), 3, "the forged share created nothing");
+    assert!(crate::helpers::files_under(&app.data_dir.join("pending-shares")).is_empty());
+    drop(phone);
     driver.quit().await;
     drop(driver);
     app.stop().await;

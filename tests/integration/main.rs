@@ -15,6 +15,7 @@ mod openapi;
 mod operations;
 mod outages;
 mod own_postgres;
+mod phone;
 mod process;
 mod resume;
 mod security;

@@ -9,6 +9,7 @@ mod link;
 mod qr;
 mod session;
 mod share;
+mod share_target;
 
 use axum::Router;
 
@@ -22,4 +23,5 @@ pub fn router() -> Router<AppState> {
         .merge(account::router())
         .merge(link::router())
         .merge(share::router())
+        .merge(share_target::router())
 }

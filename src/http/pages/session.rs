@@ -15,8 +15,8 @@ use crate::error::AppError;
 use crate::http::AppState;
 use crate::http::error::PageResult;
 use crate::http::extract::{
-    CheckedForm, ClientIp, HtmlForm, MaybeUser, NoFields, SESSION_COOKIE, clear_session_cookie,
-    cookie_value, session_cookie, user_agent,
+    CheckedForm, ClientIp, HtmlForm, MaybeUser, NoFields, PENDING_SHARE_COOKIE, SESSION_COOKIE,
+    clear_session_cookie, cookie_value, session_cookie, user_agent,
 };
 
 pub fn router() -> Router<AppState> {
@@ -77,7 +77,12 @@ async fn login(
         return Ok(render(StatusCode::UNAUTHORIZED, &page));
     };
     let replaced = cookie_value(&headers, SESSION_COOKIE);
-    signed_in(app, &user.id, replaced, &headers, "/").await
+    // A share sent from the phone while signed out waits to be finished.
+    let to = match cookie_value(&headers, PENDING_SHARE_COOKIE) {
+        Some(_) => "/share-target/pending",
+        None => "/",
+    };
+    signed_in(app, &user.id, replaced, &headers, to).await
 }
 
 /// Start a session for a user and send the browser on with its cookie.
