@@ -1,3 +1,5 @@
+//! Long because the free-space arithmetic and its case table sit beside the writer.
+//!
 //! Uploaded files on disk. An upload streams into `tmp/<process>/`, is fsynced,
 //! renamed into `blobs/<item-id>` (same filesystem, so the rename is atomic), and only
 //! then recorded in the database. A crash at any point leaves no visible half item.

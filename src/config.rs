@@ -1,3 +1,5 @@
+//! Long because it is the table of every setting (one row each) with its tests.
+//!
 //! Typed settings, loaded once: defaults < optional file (`FERRY_CONFIG`) < `FERRY_*`
 //! environment. Every setting can instead be read from a file named by
 //! `FERRY_<NAME>_FILE` (Docker and compose secrets). Parsing collects every problem
