@@ -111,11 +111,11 @@ async fn stopped_database_is_reported_and_recovered_from() {
         "{said}"
     );
 
-    // Notifications sent meanwhile are lost: open pages are told to reload.
-    let told = next_named(&mut events, "resync", Duration::from_secs(10)).await;
-    assert!(told, "the live stream was told to resync");
-
     postgres.restart().await;
+    // Notifications sent meanwhile are lost: once the replica listens again, open
+    // pages are told to reload (not before, or they would reload into the outage).
+    let told = next_named(&mut events, "resync", Duration::from_secs(20)).await;
+    assert!(told, "the live stream was told to resync");
     wait_ready(&app).await;
     assert_eq!(healthcheck(&app).await, (Some(0), String::new()));
     let res = app.upload(&token, "after.txt", b"back".to_vec()).await;
