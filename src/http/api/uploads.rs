@@ -5,7 +5,7 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,7 @@ use crate::blobs::UploadError;
 use crate::domain::{Checksum, ChecksumAlgorithm};
 use crate::error::{AppError, Result};
 use crate::http::AppState;
-use crate::http::extract::CurrentUser;
+use crate::http::extract::{ApiPath, CurrentUser};
 
 pub const TUS_VERSION: &str = "1.0.0";
 pub const TUS_EXTENSIONS: &str = "creation,creation-with-upload,termination,expiration,checksum";
@@ -172,7 +172,7 @@ async fn create(
 async fn offset(
     State(app): State<App>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response> {
     let upload: ResumableUpload = uploads::find(&app, &user, &id).await?;
     let mut r = StatusCode::OK.into_response();
@@ -193,7 +193,7 @@ async fn offset(
 async fn append(
     State(app): State<App>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     req: Request,
 ) -> Result<Response> {
     let (parts, body) = req.into_parts();
@@ -218,7 +218,7 @@ async fn append(
 async fn terminate(
     State(app): State<App>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode> {
     uploads::terminate(&app, &user, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -230,7 +230,7 @@ async fn terminate(
 async fn overridden(
     state: State<App>,
     user: CurrentUser,
-    id: Path<String>,
+    id: ApiPath<String>,
     req: Request,
 ) -> Result<Response> {
     let method = req
