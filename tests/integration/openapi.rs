@@ -275,7 +275,8 @@ async fn the_server_answers_what_is_described(backend: Backend) {
     assert!(served == file, "/api/openapi.json is not docs/openapi.json");
 
     // Every described operation is routed: without a token it is 401 (or open),
-    // never 404 or 405; every other method on a described path is 405.
+    // never 404 or 405; every other method on a described path is 405. Each request
+    // names the tus version, which /api/uploads checks before anything else (412).
     let ops = described(&doc);
     let paths: BTreeSet<&String> = ops.iter().map(|(p, _)| p).collect();
     for path in paths {
@@ -283,6 +284,7 @@ async fn the_server_answers_what_is_described(backend: Backend) {
         for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
             let res = client
                 .request(Method::from_bytes(method.as_bytes()).expect("method"), &url)
+                .header("tus-resumable", "1.0.0")
                 .send()
                 .await
                 .expect("request");

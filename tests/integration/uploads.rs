@@ -27,6 +27,8 @@ both_backends!(
     limits_hold_at_creation,
     creation_with_upload_and_empty_files,
     the_page_session_needs_its_csrf_header,
+    an_id_that_does_not_decode_is_a_json_error,
+    a_method_without_a_route_is_405_whatever_the_headers,
     a_cut_off_request_keeps_its_bytes_and_holds_the_lock_meanwhile,
     other_origins_may_use_tus_when_allowed
 );
@@ -513,6 +515,66 @@ async fn the_page_session_needs_its_csrf_header(backend: Backend) {
         .await
         .expect("patch");
     assert_eq!(res.status(), 204);
+    app.stop().await;
+}
+
+/// An upload URL whose id is not UTF-8 gets the API's JSON 400, as /api/items does,
+/// not the router's plain-text rejection.
+async fn an_id_that_does_not_decode_is_a_json_error(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = app.user_with_token("kit", false).await;
+    let tus = Tus::new(&app, &token);
+    for method in [Method::HEAD, Method::PATCH, Method::DELETE, Method::POST] {
+        let res = tus
+            .request(method.clone(), "/api/uploads/%FF")
+            .header("content-type", OCTETS)
+            .header("upload-offset", "0")
+            .header("x-http-method-override", "PATCH")
+            .body("abc")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 400, "{method}");
+        assert_eq!(
+            res.headers()["content-type"],
+            "application/json",
+            "{method}"
+        );
+        assert_eq!(res.headers()["tus-resumable"], TUS, "{method}");
+        if method != Method::HEAD {
+            let body: Value = res.json().await.expect("json");
+            assert_eq!(body["error"], "bad_request", "{method}");
+        }
+    }
+    app.stop().await;
+}
+
+/// A method no tus route has is 405 with Allow, with or without Tus-Resumable: the
+/// version check (412) is for requests the protocol defines.
+async fn a_method_without_a_route_is_405_whatever_the_headers(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = app.user_with_token("lee", false).await;
+    let path = Tus::new(&app, &token).create("x.txt", 3).await;
+    let client = reqwest::Client::new();
+    for (method, url) in [
+        (Method::TRACE, "/api/uploads/".to_string()),
+        (Method::GET, "/api/uploads".to_string()),
+        (Method::PUT, path.clone()),
+        (Method::GET, path),
+    ] {
+        for version in [None, Some(TUS)] {
+            let mut req = client
+                .request(method.clone(), app.url(&url))
+                .bearer_auth(&token);
+            if let Some(v) = version {
+                req = req.header("tus-resumable", v);
+            }
+            let res = req.send().await.expect("request");
+            assert_eq!(res.status(), 405, "{method} {url} {version:?}");
+            assert!(header(&res, "allow"), "{method} {url}: no Allow");
+            assert_eq!(res.headers()["tus-resumable"], TUS, "{method} {url}");
+        }
+    }
     app.stop().await;
 }
 

@@ -5,7 +5,7 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,7 @@ use crate::blobs::UploadError;
 use crate::domain::{Checksum, ChecksumAlgorithm};
 use crate::error::{AppError, Result};
 use crate::http::AppState;
-use crate::http::extract::CurrentUser;
+use crate::http::extract::{ApiPath, CurrentUser};
 
 pub const TUS_VERSION: &str = "1.0.0";
 pub const TUS_EXTENSIONS: &str = "creation,creation-with-upload,termination,expiration,checksum";
@@ -58,29 +58,41 @@ const UPLOAD_DEFER_LENGTH: HeaderName = HeaderName::from_static("upload-defer-le
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/uploads", post(create).options(capabilities))
+        // The version check is a route layer of each method router, so a method that
+        // no route has stays a 405 (with Allow), whatever the headers.
+        .route(
+            "/api/uploads",
+            post(create)
+                .options(capabilities)
+                .route_layer(middleware::from_fn(require_version)),
+        )
         // tus clients are usually given the endpoint with a trailing slash.
-        .route("/api/uploads/", post(create).options(capabilities))
+        .route(
+            "/api/uploads/",
+            post(create)
+                .options(capabilities)
+                .route_layer(middleware::from_fn(require_version)),
+        )
         .route(
             "/api/uploads/{id}",
             options(capabilities)
                 .head(offset)
                 .patch(append)
                 .delete(terminate)
-                .post(overridden),
+                .post(overridden)
+                .route_layer(middleware::from_fn(require_version)),
         )
         .layer(DefaultBodyLimit::disable())
-        .layer(middleware::from_fn(tus_resumable))
+        .layer(middleware::from_fn(add_version))
 }
 
-/// Every request but OPTIONS names the protocol version (412 otherwise), and every
-/// answer carries it.
-async fn tus_resumable(req: Request, next: Next) -> Response {
+/// Every request but OPTIONS names the protocol version (412 otherwise).
+async fn require_version(req: Request, next: Next) -> Response {
     let version = req
         .headers()
         .get(&TUS_RESUMABLE)
         .and_then(|v| v.to_str().ok());
-    let mut response = if req.method() != Method::OPTIONS && version != Some(TUS_VERSION) {
+    if req.method() != Method::OPTIONS && version != Some(TUS_VERSION) {
         let mut r = (
             StatusCode::PRECONDITION_FAILED,
             format!("this server speaks tus {TUS_VERSION}: send Tus-Resumable: {TUS_VERSION}\n"),
@@ -88,10 +100,14 @@ async fn tus_resumable(req: Request, next: Next) -> Response {
             .into_response();
         r.headers_mut()
             .insert("tus-version", HeaderValue::from_static(TUS_VERSION));
-        r
-    } else {
-        next.run(req).await
-    };
+        return r;
+    }
+    next.run(req).await
+}
+
+/// Every answer carries the protocol version.
+async fn add_version(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
     response
         .headers_mut()
         .insert(TUS_RESUMABLE, HeaderValue::from_static(TUS_VERSION));
@@ -172,7 +188,7 @@ async fn create(
 async fn offset(
     State(app): State<App>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response> {
     let upload: ResumableUpload = uploads::find(&app, &user, &id).await?;
     let mut r = StatusCode::OK.into_response();
@@ -193,7 +209,7 @@ async fn offset(
 async fn append(
     State(app): State<App>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     req: Request,
 ) -> Result<Response> {
     let (parts, body) = req.into_parts();
@@ -218,7 +234,7 @@ async fn append(
 async fn terminate(
     State(app): State<App>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode> {
     uploads::terminate(&app, &user, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -230,7 +246,7 @@ async fn terminate(
 async fn overridden(
     state: State<App>,
     user: CurrentUser,
-    id: Path<String>,
+    id: ApiPath<String>,
     req: Request,
 ) -> Result<Response> {
     let method = req
