@@ -2,7 +2,7 @@
 data directory, a throwaway PostgreSQL cluster (or SQLite in the data directory),
 one or two replicas of the release binary, and Debian's nginx in front of them with
 the bare-metal configuration. The pieces come from tests/deploy (native.py,
-test_nginx.py) and benches/run.py; this module only wires them together and adds
+test_nginx.py) and benches/processes.py; this module only wires them together and adds
 the faults: SIGKILL and restart of a replica, a PostgreSQL restart, a full disk."""
 
 import errno
@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT / "benches"))
 
 import native  # noqa: E402  tests/deploy: Postgres and Ferry on loopback
 import test_nginx  # noqa: E402  tests/deploy: the nginx config as the tests render it
-from run import raise_fd_limit, stop_process  # noqa: E402  benches/run.py
+from processes import raise_fd_limit, stop_process  # noqa: E402  benches/processes.py
 
 MIB = 1 << 20
 MAX_UPLOAD = 64 * MIB
