@@ -131,7 +131,7 @@ def main():
                         help="minutes of load per configuration (default 1)")
     parser.add_argument("--config", choices=["postgres", "sqlite", "both"], default="both")
     parser.add_argument("--subscribers", type=int, default=300)
-    parser.add_argument("--disk-mib", type=int, default=768, help="size of the data tmpfs")
+    parser.add_argument("--disk-mib", type=int, default=1536, help="size of the data tmpfs")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = parser.parse_args()
