@@ -1,6 +1,6 @@
 //! The use cases. Pages, the JSON API, the command line and the sweeper all call
 //! these, so a rule is written once and every entry point enforces it. Nothing here
-//! knows about HTTP: no axum, no `crate::http`.
+//! knows about HTTP: it uses no web framework and nothing of the web adapter.
 
 pub mod accounts;
 pub mod devices;

@@ -162,13 +162,7 @@ where
         });
     }
     let uuid = upload_uuid(&upload.id)?;
-    let partial = partials(app)
-        .lock(&uuid)
-        .await
-        .map_err(anyhow::Error::from)?
-        .ok_or(AppError::Locked(
-            "another request is sending this upload; try again shortly",
-        ))?;
+    let partial = lock_partial(app, &uuid).await?;
     // Read again under the lock: a request that held it may have moved the offset.
     let Some(upload) = app.store().upload(&upload.id).await? else {
         let _ = partial.remove().await;
@@ -376,13 +370,7 @@ pub async fn finish_empty(app: &App, user: &SignedIn, upload: &ResumableUpload) 
 pub async fn terminate(app: &App, user: &SignedIn, id: &str) -> Result<()> {
     let upload = find(app, user, id).await?;
     let uuid = upload_uuid(&upload.id)?;
-    let partial = partials(app)
-        .lock(&uuid)
-        .await
-        .map_err(anyhow::Error::from)?
-        .ok_or(AppError::Locked(
-            "another request is sending this upload; try again shortly",
-        ))?;
+    let partial = lock_partial(app, &uuid).await?;
     partial.remove().await.map_err(anyhow::Error::from)?;
     app.store().delete_upload(&upload.id).await?;
     Ok(())
@@ -424,4 +412,15 @@ pub(super) async fn sweep(app: &App) -> anyhow::Result<usize> {
         }
     }
     Ok(removed)
+}
+
+/// The upload's bytes, held by this request alone (423 while another holds them).
+async fn lock_partial(app: &App, uuid: &uuid::Uuid) -> Result<Partial> {
+    partials(app)
+        .lock(uuid)
+        .await
+        .map_err(anyhow::Error::from)?
+        .ok_or(AppError::Locked(
+            "another request is sending this upload; try again shortly",
+        ))
 }

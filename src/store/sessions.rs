@@ -80,14 +80,12 @@ impl Store {
         // "Last seen" on the account page, kept to the minute like a token's last use:
         // a write per page view would serialise browsing on SQLite.
         if now - last_seen_at > LAST_USE_RESOLUTION_MS {
-            on_pool!(self, |pool| sqlx::query(
-                "update sessions set last_seen_at = $1 where token_hash = $2"
+            self.record_use(
+                "update sessions set last_seen_at = $1 where token_hash = $2",
+                token_hash,
+                now,
             )
-            .bind(now)
-            .bind(token_hash)
-            .execute(pool)
-            .await
-            .map(|_| ()))?;
+            .await?;
         }
         let user = SessionUser {
             id,
@@ -199,14 +197,12 @@ impl Store {
         // serialise every script call on SQLite.
         let now = now_ms();
         if now - last_used_at > LAST_USE_RESOLUTION_MS {
-            on_pool!(self, |pool| sqlx::query(
-                "update api_tokens set last_used_at = $1 where token_hash = $2"
+            self.record_use(
+                "update api_tokens set last_used_at = $1 where token_hash = $2",
+                token_hash,
+                now,
             )
-            .bind(now)
-            .bind(token_hash)
-            .execute(pool)
-            .await
-            .map(|_| ()))?;
+            .await?;
         }
         let user = SessionUser {
             id,
@@ -241,5 +237,16 @@ impl Store {
         .rows_affected());
         self.cache().forget_credentials();
         Ok(revoked)
+    }
+
+    /// Note when a credential was last used (`sql` sets the time `$1` for the token
+    /// hash `$2`); callers keep it to the minute.
+    async fn record_use(&self, sql: &'static str, token_hash: &str, now: i64) -> sqlx::Result<()> {
+        on_pool!(self, |pool| sqlx::query(sql)
+            .bind(now)
+            .bind(token_hash)
+            .execute(pool)
+            .await
+            .map(|_| ()))
     }
 }

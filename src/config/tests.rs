@@ -1,0 +1,104 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn defaults_are_valid() {
+    let s = Settings::from_env(env(&[])).expect("defaults");
+    assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(s.database_url.expose(), "sqlite://./data/ferry.db");
+    assert!(s.migrate_on_start);
+    assert_eq!(s.shutdown_grace, Duration::from_secs(30));
+}
+
+#[test]
+fn every_problem_is_reported() {
+    let err = Settings::from_env(env(&[
+        ("FERRY_LISTEN", "nope"),
+        ("FERRY_MAX_UPLOAD_BYTES", "-1"),
+        ("FERRY_LOG_FORMAT", "xml"),
+    ]))
+    .expect_err("invalid");
+    assert_eq!(err.0.len(), 3, "{err}");
+    assert!(err.0[0].starts_with("FERRY_LISTEN"), "{err}");
+    assert!(
+        err.to_string().contains("FERRY_MAX_UPLOAD_BYTES: \"-1\""),
+        "{err}"
+    );
+    assert!(err.to_string().contains("FERRY_LOG_FORMAT"), "{err}");
+}
+
+#[test]
+fn secrets_come_from_files_and_conflicts_are_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db_url");
+    std::fs::write(&path, "postgres://ferry:hunter2@db/ferry\n").expect("write");
+    let p = path.display().to_string();
+    let s = Settings::from_env(env(&[("FERRY_DATABASE_URL_FILE", &p)])).expect("file secret");
+    assert_eq!(s.database_url.expose(), "postgres://ferry:hunter2@db/ferry");
+    assert!(s.is_postgres());
+    let lines = s.redacted_lines().join("\n");
+    assert!(!lines.contains("hunter2"), "{lines}");
+    assert!(
+        lines.contains("FERRY_DATABASE_URL=postgres://ferry:REDACTED@db/ferry"),
+        "{lines}"
+    );
+
+    let err = Settings::from_env(env(&[
+        ("FERRY_DATABASE_URL", "sqlite://x.db"),
+        ("FERRY_DATABASE_URL_FILE", &p),
+    ]))
+    .expect_err("conflict");
+    assert!(err.to_string().contains("both set"), "{err}");
+}
+
+#[test]
+fn file_layer_is_below_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ferry.toml");
+    std::fs::write(
+        &path,
+        "listen = \"127.0.0.1:9000\"\nmax_upload_bytes = 1000\n",
+    )
+    .expect("write");
+    let p = path.display().to_string();
+    let s = Settings::from_env(env(&[
+        ("FERRY_CONFIG", &p),
+        ("FERRY_LISTEN", "127.0.0.1:9001"),
+    ]))
+    .expect("layered");
+    assert_eq!(s.listen.port(), 9001);
+    assert_eq!(s.max_upload_bytes, 1000);
+}
+
+/// Values the `config` fuzz target found (fuzz/fuzz_targets/config.rs): they
+/// loaded, then overflowed where the server computes with them (session
+/// expiry in milliseconds, the upload precheck's margin, the note body limit).
+#[test]
+fn fuzz_regressions_out_of_range_values_are_refused() {
+    for (key, value) in [
+        ("FERRY_SESSION_TTL", "200000000000d"),
+        ("FERRY_SESSION_TTL", "9223372036854776s"),
+        ("FERRY_SESSION_TTL", "3651d"),
+        ("FERRY_MAX_UPLOAD_BYTES", "18446744073709551615"),
+        ("FERRY_MAX_UPLOAD_BYTES", "1125899906842625"),
+        ("FERRY_MAX_NOTE_BYTES", "18446744073709551615"),
+    ] {
+        let err = Settings::from_env(env(&[(key, value)])).expect_err(value);
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert!(err.0[0].starts_with(key), "{err}");
+        assert!(err.0[0].contains("at most"), "{err}");
+    }
+    let s = Settings::from_env(env(&[
+        ("FERRY_SESSION_TTL", "3650d"),
+        ("FERRY_MAX_UPLOAD_BYTES", "1125899906842624"),
+        ("FERRY_MAX_NOTE_BYTES", "1073741824"),
+    ]))
+    .expect("the largest values load");
+    assert_eq!(s.session_ttl, MAX_SESSION_TTL);
+}
