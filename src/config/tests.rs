@@ -102,3 +102,10 @@ fn fuzz_regressions_out_of_range_values_are_refused() {
     .expect("the largest values load");
     assert_eq!(s.session_ttl, MAX_SESSION_TTL);
 }
+
+#[test]
+fn a_log_filter_with_non_ascii_text_is_refused_not_a_panic() {
+    // The config fuzz target's crash: the filter parser panicked inside a character.
+    let err = Settings::from_env(env(&[("FERRY_LOG", "info=\u{690}x")])).expect_err("refused");
+    assert!(err.to_string().contains("FERRY_LOG"), "{err}");
+}
