@@ -326,15 +326,18 @@ pub(super) async fn remove(app: &App, id: &str) -> Result<bool> {
     Ok(true)
 }
 
-/// Open a file item's bytes.
-pub async fn open_file(app: &App, item: &Item) -> Result<tokio::fs::File> {
+/// `count` bytes of a file item from `start`.
+pub async fn read_file(
+    app: &App,
+    item: &Item,
+    start: u64,
+    count: u64,
+) -> Result<crate::blobs::ByteStream> {
     let uuid = parse_item_id(&item.id).ok_or(AppError::NotFound)?;
-    tokio::fs::File::open(app.blobs().path(&uuid))
-        .await
-        .map_err(|e| {
-            tracing::error!(item = %item.id, error = ?e, "blob missing for a recorded item");
-            AppError::NotFound
-        })
+    app.blobs().read(&uuid, start, count).await.map_err(|e| {
+        tracing::error!(item = %item.id, error = ?e, "blob missing for a recorded item");
+        AppError::NotFound
+    })
 }
 
 /// The name a download is saved under.

@@ -8,8 +8,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 use super::AppState;
 use super::extract::CurrentUser;
@@ -19,8 +17,6 @@ use crate::error::{AppError, Result};
 
 /// Downloads may be shown by the browser but never run scripts or load anything.
 pub const DOWNLOAD_CSP: &str = "sandbox; default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'";
-/// Bytes read from a file per step of a download.
-const DOWNLOAD_CHUNK: usize = 256 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/items/{id}/content", get(download))
@@ -117,19 +113,7 @@ pub async fn serve(app: &App, item: &Item, headers: &HeaderMap) -> Result<Respon
             })?;
         return built(response, Body::from(part.to_vec()));
     }
-    let mut file = items::open_file(app, item).await?;
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(anyhow::Error::from)?;
-    }
-    // Each read is a trip to tokio's blocking pool: large reads keep those trips
-    // (and the wakeups around them) rare, at a cost of about twice this much memory
-    // per download in flight.
-    let body = Body::from_stream(ReaderStream::with_capacity(
-        file.take(count),
-        DOWNLOAD_CHUNK,
-    ));
+    let body = Body::from_stream(items::read_file(app, item, start, count).await?);
     built(response, body)
 }
 
