@@ -47,6 +47,24 @@ def lint(session):
     cargo(session, "clippy", "--all-targets", "--locked", "--", "-D", "warnings")
 
 
+# The S3 server the object-store tests run against, built from crates.io.
+GARAGE_VERSION = "2.5.0"
+
+
+def garage(session):
+    """Garage's binary, built once into target/tools (several minutes on a fresh
+    machine; later runs reuse it)."""
+    import time
+    root = os.path.join(ROOT, "target", "tools", f"garage-{GARAGE_VERSION}")
+    exe = os.path.join(root, "bin", "garage")
+    if not os.path.exists(exe):
+        session.log(f"building Garage {GARAGE_VERSION} from crates.io: several minutes, once")
+        started = time.monotonic()
+        cargo(session, "install", "--locked", "--quiet", "garage", "--version", GARAGE_VERSION, "--root", root)
+        session.log(f"Garage built in {time.monotonic() - started:.0f} s")
+    return exe
+
+
 @nox.session(python=False)
 def tests(session):
     """Unit and integration tests on SQLite and a throwaway PostgreSQL cluster, plus the
