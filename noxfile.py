@@ -67,10 +67,12 @@ def garage(session):
 
 @nox.session(python=False)
 def tests(session):
-    """Unit and integration tests on SQLite and a throwaway PostgreSQL cluster, plus the
-    headless-browser test. PostgreSQL and Chromium are required, never skipped."""
+    """Unit and integration tests on SQLite and a throwaway PostgreSQL cluster, the
+    file-store tests on a throwaway Garage too, plus the headless-browser test.
+    PostgreSQL, Garage and Chromium are required, never skipped."""
     apt_install(session, "postgresql-15", "chromium", "chromium-driver")
-    env = {"PATH": f"{PG_BIN}:{os.environ.get('PATH', '')}", "FERRY_TEST_REQUIRE_ALL": "1"}
+    env = {"PATH": f"{PG_BIN}:{os.environ.get('PATH', '')}", "FERRY_TEST_REQUIRE_ALL": "1",
+           "FERRY_TEST_GARAGE": garage(session)}
     cargo(session, "build", "--locked", "--bins", env=env)
     cargo(session, "test", "--locked", "--all-targets", *session.posargs, env=env)
 
