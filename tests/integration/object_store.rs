@@ -595,3 +595,73 @@ async fn a_store_failing_mid_upload_leaves_nothing() {
         .expect("sweep");
     assert_eq!(again, sweeper::Leftovers::default());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_move_between_stores_and_back() {
+    let Some(garage) = garage() else { return };
+    let bucket = garage.bucket();
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let token = app.user_with_token("ann", false).await;
+    let mut files = Vec::new();
+    for (n, size) in [0, 4000, 9 * 1024 * 1024].into_iter().enumerate() {
+        let body = pattern(size);
+        files.push((
+            id_of(&upload(&app, &token, &format!("{n}.bin"), body.clone()).await),
+            body,
+        ));
+    }
+    // The first app stays up (its temp directory holds the data directory).
+    let mut settings = (*app.state.settings).clone();
+    // The S3 settings beside FERRY_BLOB_STORE=local: the copy's target.
+    garage.configure(&mut settings, &bucket);
+    settings.blob_store = ferry::config::BlobStoreKind::Local;
+    let quiet = Progress::quiet();
+    let to_s3 = ferry::config::BlobStoreKind::S3;
+    let report = ferry::ops::copy_blobs(&settings, to_s3, &quiet)
+        .await
+        .expect("copy");
+    assert_eq!((report.copied, report.already_there), (3, 0));
+    let again = ferry::ops::copy_blobs(&settings, to_s3, &quiet)
+        .await
+        .expect("again");
+    assert_eq!(
+        (again.copied, again.already_there),
+        (0, 3),
+        "a second run copies nothing"
+    );
+
+    // Switched to the bucket, the same instance serves every file from there.
+    let blobs_dir = settings.data_dir.join("blobs");
+    std::fs::remove_dir_all(&blobs_dir).expect("drop the local files");
+    std::fs::create_dir(&blobs_dir).expect("empty blobs/");
+    settings.blob_store = ferry::config::BlobStoreKind::S3;
+    let on_s3 = TestApp::spawn_with(Backend::Sqlite, |s| *s = settings.clone()).await;
+    for (id, body) in &files {
+        let res = download(&on_s3, &token, id, None).await;
+        assert_eq!(res.bytes().await.expect("bytes").as_ref(), body.as_slice());
+    }
+    on_s3.stop().await;
+
+    // And back into the (now empty) data directory.
+    let report = ferry::ops::copy_blobs(&settings, ferry::config::BlobStoreKind::Local, &quiet)
+        .await
+        .expect("copy back");
+    assert_eq!(report.copied, 3);
+    for (id, body) in &files {
+        assert_eq!(
+            &std::fs::read(blobs_dir.join(id)).expect("copied back"),
+            body
+        );
+    }
+    // A file damaged in the target is copied again rather than trusted.
+    let damaged: Vec<u8> = files[1].1.iter().map(|b| b ^ 1).collect();
+    std::fs::write(blobs_dir.join(&files[1].0), damaged).expect("damage");
+    let report = ferry::ops::copy_blobs(&settings, ferry::config::BlobStoreKind::Local, &quiet)
+        .await
+        .expect("repair");
+    assert_eq!((report.copied, report.already_there), (1, 2));
+    assert_eq!(
+        std::fs::read(blobs_dir.join(&files[1].0)).expect("repaired"),
+        files[1].1
+    );
+}
