@@ -120,11 +120,13 @@ def nix(session):
 
 @nox.session
 def nginx(session):
-    """Debian's nginx in front of the real app and PostgreSQL, with TLS."""
+    """Debian's nginx in front of the real app and PostgreSQL, with TLS; and sending
+    downloads from a Garage object store through its internal location."""
     apt_install(session, "nginx-light", "postgresql-15", "openssl")
     session.install("pytest", "requests")
     cargo(session, "build", "--release", "--locked")
-    session.run("pytest", "-q", "tests/deploy/test_nginx.py", *session.posargs)
+    session.run("pytest", "-q", "tests/deploy/test_nginx.py", "tests/deploy/test_nginx_s3.py",
+                *session.posargs, env={"FERRY_TEST_GARAGE": garage(session)})
 
 
 @nox.session
