@@ -129,13 +129,19 @@ fn the_s3_store_is_configured_with_its_secret_from_a_file_and_never_shown() {
     assert_eq!(s.blob_store, BlobStoreKind::S3);
     assert_eq!(s.s3_region, "garage");
     assert!(s.s3_path_style);
-    assert_eq!(s.s3_prefix, "team/ferry", "the trailing slash is the store's to add");
+    assert_eq!(
+        s.s3_prefix, "team/ferry",
+        "the trailing slash is the store's to add"
+    );
     assert_eq!(
         s.s3_secret_access_key.as_ref().map(|k| k.0.expose()),
         Some("abc:hunter2@x")
     );
     let listed = s.redacted_lines().join("\n");
-    assert!(listed.contains("FERRY_S3_SECRET_ACCESS_KEY=REDACTED"), "{listed}");
+    assert!(
+        listed.contains("FERRY_S3_SECRET_ACCESS_KEY=REDACTED"),
+        "{listed}"
+    );
     assert!(!listed.contains("hunter2"), "{listed}");
     assert!(!format!("{s:?}").contains("hunter2"));
 
@@ -148,9 +154,17 @@ fn the_s3_store_is_configured_with_its_secret_from_a_file_and_never_shown() {
     ]))
     .expect_err("invalid");
     let text = err.to_string();
-    for key in ["FERRY_BLOB_STORE", "FERRY_S3_BUCKET", "FERRY_S3_PREFIX", "FERRY_S3_ENDPOINT"] {
+    for key in [
+        "FERRY_BLOB_STORE",
+        "FERRY_S3_BUCKET",
+        "FERRY_S3_PREFIX",
+        "FERRY_S3_ENDPOINT",
+    ] {
         assert!(text.contains(&format!("{key}: ")), "{key}: {text}");
     }
-    assert!(text.contains("FERRY_S3_SECRET_ACCESS_KEY: (hidden)"), "{text}");
+    assert!(
+        text.contains("FERRY_S3_SECRET_ACCESS_KEY: (hidden)"),
+        "{text}"
+    );
     assert!(!text.contains("not shown"), "{text}");
 }
