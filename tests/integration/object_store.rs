@@ -62,6 +62,21 @@ async fn download(app: &TestApp, token: &str, id: &str, range: Option<&str>) -> 
 
 async fn files_round_trip_with_ranges(backend: Backend, store: BlobStore) {
     let app = TestApp::spawn_on(backend, store, |_| {}).await;
+    let ready: Value = reqwest::get(app.url("/readyz"))
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("json");
+    let named = if store == BlobStore::Garage {
+        "s3"
+    } else {
+        "local"
+    };
+    assert_eq!(
+        ready["files"], named,
+        "/readyz names the file store: {ready}"
+    );
     let token = app.user_with_token("ann", false).await;
     // One PUT, exactly one part, and a multipart upload with a short last part.
     let sizes = [0, 1000, 8 * 1024 * 1024, 20 * 1024 * 1024 + 17];
