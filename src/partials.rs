@@ -133,14 +133,15 @@ impl Partial {
         })
     }
 
-    /// SHA-256 of the whole data file. Read again at completion rather than kept
-    /// across requests: a hasher's state cannot be stored with the upload, and the
-    /// requests of one upload may reach different replicas.
-    pub async fn sha256(&self) -> io::Result<String> {
+    /// SHA-256 (hex) and CRC-32 of the whole data file. Read again at completion
+    /// rather than kept across requests: a hasher's state cannot be stored with
+    /// the upload, and the requests of one upload may reach different replicas.
+    pub async fn digests(&self) -> io::Result<(String, u32)> {
         let path = self.data_path();
         tokio::task::spawn_blocking(move || {
             let mut file = File::open(path)?;
             let mut hasher = Sha256::new();
+            let mut crc = crc32fast::Hasher::new();
             let mut buf = vec![0u8; WRITE_BUFFER];
             loop {
                 let n = file.read(&mut buf)?;
@@ -148,8 +149,9 @@ impl Partial {
                     break;
                 }
                 hasher.update(&buf[..n]);
+                crc.update(&buf[..n]);
             }
-            Ok(hex(&hasher.finalize()))
+            Ok((hex(&hasher.finalize()), crc.finalize()))
         })
         .await
         .map_err(io::Error::other)?
@@ -252,8 +254,11 @@ mod tests {
         appender.discard().await.expect("discard");
         assert_eq!(held.len().await.expect("len"), Some(10));
         assert_eq!(
-            held.sha256().await.expect("hash"),
-            crate::blobs::sha256_hex(b"hello, you")
+            held.digests().await.expect("hash"),
+            (
+                crate::blobs::sha256_hex(b"hello, you"),
+                crc32fast::hash(b"hello, you")
+            )
         );
         drop(held);
         assert_eq!(partials.ids().expect("ids"), vec![id]);

@@ -6,7 +6,7 @@
 -- file) and stored the first time an archive that holds one is requested.
 create table item_files (
     item_id text not null references items(id) on delete cascade,
-    position integer not null,
+    position bigint not null,
     id text not null unique,
     name text not null,
     content_type text not null,

@@ -17,9 +17,9 @@ use anyhow::{Context, bail};
 use futures_util::TryStreamExt;
 
 use super::archive::{
-    ArchiveWriter, BlobEntry, FORMAT, FileItem, HashingReader, Manifest, TableEntry, file_item,
-    write_file_atomically,
+    ArchiveWriter, BlobEntry, FORMAT, HashingReader, Manifest, TableEntry, write_file_atomically,
 };
+use super::file_rows::{FileItem, blob_of};
 use super::progress::{Progress, bytes_of, rows, summary};
 use super::sqlite_path;
 use crate::config::Settings;
@@ -87,12 +87,21 @@ async fn backup_store(
     ));
     let mut staged = Vec::new();
     let mut files = Vec::new();
+    let has_item_files = tables.iter().any(|t| t.name == "item_files");
     let mut counts = BTreeMap::new();
     for table in &tables {
         let file = tempfile::tempfile_in(&staging_dir).with_context(|| {
             format!("cannot create a staging file in {}", staging_dir.display())
         })?;
-        let (file, sum) = dump_table(&mut snapshot, table, file, &mut files, progress).await?;
+        let (file, sum) = dump_table(
+            &mut snapshot,
+            table,
+            file,
+            &mut files,
+            has_item_files,
+            progress,
+        )
+        .await?;
         progress.say(format!("backup: table {} ({})", table.name, rows(sum.rows)));
         staged.push((table.clone(), file, sum));
     }
@@ -101,7 +110,9 @@ async fn backup_store(
     for (table, _, sum) in &staged {
         counts.insert(table.name.clone(), sum.rows);
     }
-    let notes = counts.get("items").copied().unwrap_or(0) - files.len() as u64;
+    let file_items: std::collections::BTreeSet<&str> =
+        files.iter().map(|f| f.item_id.as_str()).collect();
+    let notes = counts.get("items").copied().unwrap_or(0) - file_items.len() as u64;
     counts.insert("notes".into(), notes);
     counts.insert("files".into(), files.len() as u64);
     counts.insert(
@@ -184,6 +195,7 @@ async fn dump_table(
     table: &Table,
     file: File,
     files: &mut Vec<FileItem>,
+    has_item_files: bool,
     progress: &Progress,
 ) -> anyhow::Result<(File, TableSum)> {
     let mut sum = TableSum::default();
@@ -199,10 +211,8 @@ async fn dump_table(
         out.write_all(line.as_bytes())?;
         out.write_all(b"\n")?;
         sum.add(&line);
-        if table.name == "items"
-            && let Some(item) = file_item(&row)?
-        {
-            files.push(item);
+        if let Some(file) = blob_of(&table.name, &row, has_item_files)? {
+            files.push(file);
         }
         progress.tick(|| format!("backup: table {}: {} rows", table.name, sum.rows));
     }
@@ -242,7 +252,7 @@ fn write_archive<W: Write>(
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let id = item.id.to_string();
+                let id = item.item_id.clone();
                 let still_there = job.runtime.block_on(job.store.item_exists(&id))?;
                 if still_there {
                     bail!(
@@ -255,7 +265,9 @@ fn write_archive<W: Write>(
                 progress.say(format!(
                     "backup: warning: item {id} was deleted while the backup ran; left out"
                 ));
-                manifest.skipped_items.push(id);
+                if !manifest.skipped_items.contains(&id) {
+                    manifest.skipped_items.push(id);
+                }
                 done_bytes += item.size;
                 continue;
             }
@@ -338,6 +350,7 @@ mod tests {
             note: None,
             created_at: now_ms(),
             expires_at: None,
+            files: Vec::new(),
         };
         store.insert_item(&kept, "{}").await.expect("insert");
         let mut manifest = Manifest {
@@ -357,6 +370,7 @@ mod tests {
             tables: Vec::new(),
             files: vec![FileItem {
                 id: uuid::Uuid::parse_str(id).expect("uuid"),
+                item_id: id.to_string(),
                 size: 3,
                 sha256: kept.sha256.clone(),
             }],

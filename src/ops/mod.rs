@@ -4,6 +4,7 @@
 
 mod archive;
 mod backup;
+mod file_rows;
 mod migrate_db;
 mod progress;
 mod restore;

@@ -114,7 +114,7 @@ async fn create(
             .map_err(|e| AppError::BadRequest(e.body_text()))?;
         let expiry = items::expiry(app, q.expires.as_deref())?;
         let items = upload::multipart(app, &user, form, expiry, FormCsrf::Checked).await?;
-        return Ok(created(&items));
+        return Ok(created(&[items]));
     }
     raw(app, &user, q, req).await
 }
