@@ -38,7 +38,7 @@ async fn download(
     serve(&app, &item, &headers).await
 }
 
-pub async fn download_file(
+async fn download_file(
     State(app): State<App>,
     CurrentUser(_user): CurrentUser,
     Path((id, n)): Path<(String, String)>,
@@ -48,7 +48,7 @@ pub async fn download_file(
     serve_file(&app, &items::file_of(&item, &n)?, &headers).await
 }
 
-pub async fn download_zip(
+async fn download_zip(
     State(app): State<App>,
     CurrentUser(_user): CurrentUser,
     Path(id): Path<String>,
