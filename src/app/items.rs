@@ -209,7 +209,16 @@ pub fn can_delete(item: &Item, viewer: &SignedIn) -> bool {
 
 /// Whether a card shows the file itself: images that downloads show inline.
 pub fn shows_preview(item: &Item) -> bool {
-    !item.is_note() && item.content_type.starts_with("image/") && is_inline_safe(&item.content_type)
+    !item.is_note() && is_previewable(&item.content_type)
+}
+
+/// Whether a file of several is shown beside its name, by the same rule.
+pub fn shows_file_preview(file: &ItemFile) -> bool {
+    is_previewable(&file.content_type)
+}
+
+fn is_previewable(content_type: &str) -> bool {
+    content_type.starts_with("image/") && is_inline_safe(content_type)
 }
 
 #[cfg(test)]

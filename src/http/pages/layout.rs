@@ -86,6 +86,7 @@ pub struct FileRow {
     pub name: String,
     pub size_label: String,
     pub url: String,
+    pub preview: bool,
 }
 
 impl FileRow {
@@ -102,6 +103,7 @@ impl FileRow {
                 name: f.name.clone(),
                 size_label: ByteSize(f.size.max(0) as u64).to_string(),
                 url: url_of(n),
+                preview: items::shows_file_preview(f),
             })
             .collect()
     }
