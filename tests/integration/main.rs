@@ -19,6 +19,7 @@ mod phone;
 mod process;
 mod resume;
 mod security;
+mod several_files;
 mod shares;
 mod space;
 mod store;

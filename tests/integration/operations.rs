@@ -417,7 +417,13 @@ async fn restore_drill_while_writes_continue(backend: Backend) {
     // Exactly the restored files are on disk: every file of every item.
     let mut files = BTreeSet::new();
     for id in items.keys() {
-        let item = restored.state.store.item(id).await.expect("item").expect("item");
+        let item = restored
+            .state
+            .store
+            .item(id)
+            .await
+            .expect("item")
+            .expect("item");
         files.extend(item.files.into_iter().map(|f| f.id));
     }
     let on_disk: BTreeSet<String> = restored
