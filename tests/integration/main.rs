@@ -24,3 +24,4 @@ mod shares;
 mod space;
 mod store;
 mod uploads;
+mod zip_download;
