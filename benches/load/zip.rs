@@ -1,6 +1,7 @@
 //! `load zip`: an item of several files posted in one form, then, `--runs` times,
 //! its files fetched one after another and its "Download all" ZIP fetched, each
-//! over one plain-HTTP connection; the throughputs, their ratio, and the server's
+//! over one plain-HTTP connection; the throughputs, their ratio, the server's CPU
+//! time per GiB for each (steadier than throughput on a busy machine), and its
 //! RSS growth during the ZIP download.
 
 use std::net::SocketAddr;
@@ -10,7 +11,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use crate::http::{client, raw_get};
-use crate::procfs::{RssSampler, proc_kb, reset_peak};
+use crate::procfs::{RssSampler, cpu_ticks, proc_kb, reset_peak};
 use crate::stats::{percentile, sorted};
 use crate::upload::body_stream;
 
@@ -82,6 +83,9 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
         .await?
     };
     let (mut direct, mut zipped, mut ratios, mut growth) = (vec![], vec![], vec![], vec![]);
+    let (mut direct_cpu, mut zip_cpu) = (vec![], vec![]);
+    let cpu = || cpu_ticks(args.pid).unwrap_or(0);
+    let per_gib = |ticks: u64, n: u64| ticks as f64 / 100.0 / (n as f64 / (1u64 << 30) as f64);
     let mut zip_bytes = 0;
     for run in 0..args.runs.max(1) {
         // Alternate which goes first, so neither always meets a warmer cache.
@@ -93,13 +97,17 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
         let (mut d, mut z) = (0.0, 0.0);
         for is_direct in order {
             if is_direct {
+                let ticks = cpu();
                 let (n, secs) = fetch(files.clone(), args.token.clone()).await?;
+                direct_cpu.push(per_gib(cpu() - ticks, n));
                 d = n as f64 / secs / 1e6;
             } else {
                 let peak_reset = reset_peak(args.pid);
                 let before = proc_kb(args.pid, "VmRSS").unwrap_or(0);
                 let sampler = RssSampler::start(args.pid);
+                let ticks = cpu();
                 let (n, secs) = fetch(vec![zip_path.clone()], args.token.clone()).await?;
+                zip_cpu.push(per_gib(cpu() - ticks, n));
                 let sampled = sampler.finish();
                 let hwm = proc_kb(args.pid, "VmHWM").filter(|_| peak_reset);
                 growth.push(hwm.unwrap_or(0).max(sampled).saturating_sub(before));
@@ -120,6 +128,8 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
         "zip_mb_per_s": percentile(&sorted(&zipped), 50.0),
         "ratio": percentile(&sorted(&ratios), 50.0),
         "rss_growth_kb": growth.iter().max(),
+        "direct_cpu_s_per_gib": percentile(&sorted(&direct_cpu), 50.0),
+        "zip_cpu_s_per_gib": percentile(&sorted(&zip_cpu), 50.0),
         "runs": direct.iter().zip(&zipped).map(|(d, z)| json!({"direct_mb_per_s": d, "zip_mb_per_s": z})).collect::<Vec<_>>(),
     }))
 }

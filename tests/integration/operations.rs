@@ -778,6 +778,43 @@ async fn first_schema_fixture_upgrades_and_is_served(backend: Backend) {
         shared.bytes().await.expect("bytes").as_ref(),
         b"hello, ferry\n"
     );
+    // The migration gave the old file its one row in `files`; its CRC-32, unknown
+    // until now, is computed by the first "Download all".
+    let files = file["files"].as_array().expect("files");
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0]["name"], "hello.txt");
+    let stored = app
+        .state
+        .store
+        .item(FIXTURE_FILE_ID)
+        .await
+        .expect("item")
+        .expect("item");
+    assert_eq!(
+        stored.files[0].id, FIXTURE_FILE_ID,
+        "the blob key is the item's id"
+    );
+    assert_eq!(stored.files[0].crc32, None);
+    let zip = reqwest::Client::new()
+        .get(app.url(&format!("/items/{FIXTURE_FILE_ID}/zip")))
+        .bearer_auth("fixture-token-pete")
+        .send()
+        .await
+        .expect("zip");
+    assert_eq!(zip.status(), 200);
+    let zip = zip.bytes().await.expect("bytes");
+    assert!(zip.windows(13).any(|w| w == b"hello, ferry\n"));
+    let stored = app
+        .state
+        .store
+        .item(FIXTURE_FILE_ID)
+        .await
+        .expect("item")
+        .expect("item");
+    assert_eq!(
+        stored.files[0].crc32,
+        Some(i64::from(crc32fast::hash(b"hello, ferry\n")))
+    );
     let (_, _) = app.login("olive", "fixture-password").await;
     // New rows go in after the old ones.
     let fresh = app
