@@ -212,7 +212,7 @@ def workflows(session):
 # ---- supply chain and fuzzing -------------------------------------------------
 
 ADVISORY_DB = os.path.join(os.path.dirname(ROOT), "shared", "advisory-db")
-FUZZ_TARGETS = ["display_name", "byte_range", "cursor", "config", "upload"]
+FUZZ_TARGETS = ["display_name", "byte_range", "cursor", "config", "upload", "zip_layout"]
 
 
 def cargo_tool(session, command, crate):

@@ -43,6 +43,8 @@ SIZES = {
         "items": 100_000,
         "transfer_bytes": GIB,
         "transfer_runs": 3,
+        "zip_file_bytes": 300 * MIB,
+        "zip_runs": 7,
         "sse_n": [100, 1_000, 10_000],
         "sse_notes": 5,
         "wrk_secs": 10,
@@ -52,6 +54,8 @@ SIZES = {
         "items": 2_000,
         "transfer_bytes": 64 * MIB,
         "transfer_runs": 1,
+        "zip_file_bytes": 32 * MIB,
+        "zip_runs": 1,
         "sse_n": [10, 100],
         "sse_notes": 2,
         "wrk_secs": 2,
@@ -186,6 +190,30 @@ class Bench:
             "ratio": statistics.median(d / c for c, d in pairs),
             "runs": [{"cat_mb_per_s": c, "mb_per_s": d} for c, d in pairs],
         }
+
+    # -- "Download all"
+
+    def zip_section(self):
+        """An item of three files: the files fetched one by one against the item's
+        ZIP, in the same run, and the server's RSS growth while it streams the ZIP.
+        Seven pairs (about a second each), alternating which goes first: a pair's
+        ratio swings by a third on two shared cores, so the median needs several."""
+        s, R = self.size, self.results
+        n = s["zip_file_bytes"]
+        with self.server("zip") as srv:
+            out = self.load("zip", "--url", srv.url, "--token", self.creds["token"], "--file-bytes", n,
+                            "--files", 3, "--pid", srv.pid, "--runs", s["zip_runs"])
+        R.raw["download_all"] = out
+        R.add("download.zip_mb_s", f"\"Download all\": ZIP of 3 × {self.mb(n)}", out["zip_mb_per_s"], "MB/s",
+              ref=out["direct_mb_per_s"], ref_label="the 3 files one by one", ratio=out["ratio"],
+              target=ratio_at_least(0.9, ">= 90% of the files one by one"))
+        R.add("download.zip_cpu_s_per_gib", "server CPU per GiB sent, \"Download all\"",
+              out["zip_cpu_s_per_gib"], "s", ref=out["direct_cpu_s_per_gib"],
+              ref_label="the 3 files one by one",
+              ratio=out["zip_cpu_s_per_gib"] / max(out["direct_cpu_s_per_gib"], 1e-9),
+              note="user + system time of the server, median of the runs; steadier than MB/s on a busy machine")
+        R.add("memory.zip_growth_mb", f"peak RSS growth, \"Download all\" of 3 × {self.mb(n)}",
+              out["rss_growth_kb"] / 1024, "MB", target=below(16, "< 16 MB"))
 
     # -- through nginx
 
@@ -331,7 +359,7 @@ class Bench:
 
     # -- all
 
-    SECTIONS = ("start", "direct", "nginx", "sse", "api", "postgres", "size")
+    SECTIONS = ("start", "direct", "zip", "nginx", "sse", "api", "postgres", "size")
 
     def run_all(self, only=None):
         """Every section, or those named in `only` (start always runs: it seeds)."""
@@ -342,6 +370,8 @@ class Bench:
             raise SystemExit("seeding failed; nothing else can run")
         if wanted & {"direct", "nginx"}:
             self.section("memory and transfers, direct", self.direct)
+        if "zip" in wanted:
+            self.section("download all (ZIP)", self.zip_section)
         if self.transfer_id and "nginx" in wanted:
             self.section("through nginx", self.nginx)
         if "sse" in wanted:

@@ -1,5 +1,5 @@
 // Ferry's progressive enhancement: live updates, drag-and-drop and pasted uploads
-// with progress (large files resumable, through static/tus.js), copy buttons, local
+// with progress (files sent together become one item) (large files resumable, through static/tus.js), copy buttons, local
 // times. Every basic action also works without it.
 (function () {
   "use strict";
@@ -86,9 +86,14 @@
       });
       return;
     }
+    postFiles([file], bar, done, failed, expires);
+  }
+
+  // One request, one item: every file of `files` in one multipart form.
+  function postFiles(files, bar, done, failed, expires) {
     var form = new FormData();
     form.append("expires", expires);
-    form.append("file", file, file.name);
+    files.forEach(function (f) { form.append("file", f, f.name); });
     var xhr = new XMLHttpRequest();
     xhr.open("POST", "/api/items");
     xhr.setRequestHeader("X-CSRF-Token", csrf);
@@ -105,6 +110,35 @@
     };
     xhr.onerror = function () { failed("network error"); };
     xhr.send(form);
+  }
+
+  // Several files sent together become one item, in one row with one bar.
+  function uploadTogether(files, list, expires) {
+    var row = document.getElementById("upload-row").content.firstElementChild.cloneNode(true);
+    var label = row.querySelector(".name");
+    var bar = row.querySelector("progress");
+    var title = files.length + " files";
+    label.textContent = title;
+    list.appendChild(row);
+    var done = function () {
+      bar.value = 100;
+      label.textContent = title + " ✓";
+      label.className = "";
+      setTimeout(function () { row.remove(); }, 3000);
+    };
+    var failed = function (msg) { label.textContent = title + ": " + msg; label.className = "error"; };
+    postFiles(files, bar, done, failed, expires);
+  }
+
+  // Files dropped, picked or pasted together: the small ones as one item; a file
+  // large enough to go resumably (static/tus.js) is an item of its own.
+  function sendAll(files, list, expires) {
+    files = Array.prototype.slice.call(files);
+    var large = function (f) { return window.FerryTus && f.size > window.FerryTus.threshold; };
+    var together = files.filter(function (f) { return !large(f); });
+    files.filter(large).forEach(function (f) { upload(f, list, expires); });
+    if (together.length > 1) uploadTogether(together, list, expires);
+    else if (together.length === 1) upload(together[0], list, expires);
   }
 
   // A pasted note's status, in a copy of the same row an upload shows.
@@ -160,7 +194,7 @@
     var input = document.getElementById("file-input");
     var list = document.getElementById("uploads");
     var expiry = function () { var s = document.querySelector(".note-form select[name=expires]"); return s ? s.value : "never"; };
-    var send = function (files) { Array.prototype.forEach.call(files, function (f) { upload(f, list, expiry()); }); };
+    var send = function (files) { sendAll(files, list, expiry()); };
     input.addEventListener("change", function () { send(input.files); input.value = ""; });
     ["dragenter", "dragover"].forEach(function (t) {
       zone.addEventListener(t, function (e) { e.preventDefault(); zone.classList.add("over"); });

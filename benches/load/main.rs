@@ -5,7 +5,8 @@
 //! * `start`: process start to `/readyz` 200, N times;
 //! * `upload` / `download`: one large transfer, with the server's RSS sampled;
 //! * `sse`: N Server-Sent Events subscribers, their server's RSS, and the time from
-//!   the POST of a note to its arrival at each subscriber.
+//!   the POST of a note to its arrival at each subscriber;
+//! * `zip`: an item of several files, fetched one by one and as its "Download all" ZIP.
 //!
 //! Every loop is bounded in count and time, and only 127.0.0.1 is contacted. Run with
 //! no arguments (as `cargo bench` and `cargo test --all-targets` do) it only prints
@@ -19,6 +20,7 @@ mod sse;
 mod start;
 mod stats;
 mod upload;
+mod zip;
 
 use std::process::ExitCode;
 
@@ -48,6 +50,8 @@ enum Cmd {
     /// Open N event streams (spread over the URLs), read the servers' RSS, then post
     /// notes one at a time and time their arrival at every subscriber.
     Sse(sse::Args),
+    /// Post an item of several files, then fetch them one by one and as one ZIP.
+    Zip(zip::Args),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +94,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<Value> {
         Cmd::Upload(args) => upload::run(args).await,
         Cmd::Download(args) => download::run(args).await,
         Cmd::Sse(args) => sse::run(args).await,
+        Cmd::Zip(args) => zip::run(args).await,
     }
 }
 

@@ -45,3 +45,15 @@ impl RssSampler {
         self.max_kb.load(Ordering::Relaxed) as u64
     }
 }
+
+/// User and system CPU time a process has used so far, in clock ticks (1/100 s
+/// on Linux), from /proc/PID/stat.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after it are plain.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}

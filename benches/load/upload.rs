@@ -96,7 +96,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
 }
 
 /// `total` bytes in 1 MiB chunks of one incompressible buffer (shared, not copied).
-fn body_stream(
+pub(crate) fn body_stream(
     total: u64,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     const CHUNK: u64 = 1 << 20;

@@ -1,22 +1,17 @@
-//! Items: finding and listing them, posting a note, receiving a file, deleting.
-//! An item is recorded, and announced, only once its bytes are safely stored; a
-//! deletion removes the row, then the file, then tells every device.
-
-use futures_util::{Stream, TryStreamExt};
+//! Items: finding and listing them, posting a note, deleting. An item is
+//! recorded, and announced, only once its bytes are safely stored (files arrive
+//! through `received`); a deletion removes the rows, then every file, then tells
+//! every device.
 
 use super::pagination::{self, Page};
 use super::views::{DeletedJson, ItemJson};
 use super::{App, SignedIn};
-use crate::blobs::{UploadError, sha256_hex};
+use crate::blobs::sha256_hex;
 use crate::domain::{
-    DisplayName, Expiry, ItemKind, NOTE_CONTENT_TYPE, content_type_for, is_inline_safe,
-    parse_cursor, parse_item_id,
+    DisplayName, Expiry, ItemKind, NOTE_CONTENT_TYPE, is_inline_safe, parse_cursor, parse_item_id,
 };
 use crate::error::{AppError, Result};
-use crate::store::{Item, ItemsPage, now_ms};
-
-/// Slack over the upload limit for a multipart body's boundaries and headers.
-const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+use crate::store::{Item, ItemFile, ItemsPage, now_ms};
 
 pub async fn find(app: &App, id: &str) -> Result<Item> {
     let id = parse_item_id(id).ok_or(AppError::NotFound)?;
@@ -62,7 +57,8 @@ pub fn expiry(app: &App, raw: Option<&str>) -> Result<Expiry> {
     }
 }
 
-pub async fn create_note(app: &App, user: &SignedIn, text: &str, expiry: Expiry) -> Result<Item> {
+/// A note's text as it is kept: line ends as "\n", not empty, within the limit.
+pub(super) fn clean_note(app: &App, text: &str) -> Result<String> {
     let text = text.replace("\r\n", "\n");
     if text.trim().is_empty() {
         return Err(AppError::BadRequest("the note is empty".into()));
@@ -73,6 +69,11 @@ pub async fn create_note(app: &App, user: &SignedIn, text: &str, expiry: Expiry)
             "the note is larger than {max} bytes"
         )));
     }
+    Ok(text)
+}
+
+pub async fn create_note(app: &App, user: &SignedIn, text: &str, expiry: Expiry) -> Result<Item> {
+    let text = clean_note(app, text)?;
     let now = now_ms();
     let item = Item {
         id: uuid::Uuid::now_v7().to_string(),
@@ -86,206 +87,17 @@ pub async fn create_note(app: &App, user: &SignedIn, text: &str, expiry: Expiry)
         note: Some(text),
         created_at: now,
         expires_at: expiry.expires_at(now),
+        files: Vec::new(),
     };
     announce_created(app, &item).await?;
     Ok(item)
 }
 
-async fn announce_created(app: &App, item: &Item) -> Result<()> {
+pub(super) async fn announce_created(app: &App, item: &Item) -> Result<()> {
     let payload = serde_json::to_string(&ItemJson::new(item)).map_err(anyhow::Error::from)?;
     app.store().insert_item(item, &payload).await?;
     app.events().published();
     Ok(())
-}
-
-/// Refuse an upload early when the size its request announces cannot fit: past
-/// the limit (413) or into the free-space reserve (507).
-fn check_room(app: &App, announced: Option<u64>) -> Result<()> {
-    let limit = app.settings().max_upload_bytes;
-    if announced.is_some_and(|len| len > limit.saturating_add(MULTIPART_OVERHEAD)) {
-        return Err(AppError::PayloadTooLarge { limit });
-    }
-    let room = app
-        .blobs()
-        .has_room_for(announced.unwrap_or(0))
-        .map_err(anyhow::Error::from)?;
-    if !room {
-        return Err(AppError::InsufficientStorage);
-    }
-    Ok(())
-}
-
-/// A file moved into the blob store but not yet recorded. Dropped unrecorded (an
-/// error later in the same request), its blob is removed, or moved back to where
-/// it came from (a resumable upload, which the client may then finish again).
-pub struct ReceivedFile {
-    app: App,
-    id: Option<uuid::Uuid>,
-    name: DisplayName,
-    size: u64,
-    sha256: String,
-    return_to: Option<std::path::PathBuf>,
-}
-
-impl Drop for ReceivedFile {
-    fn drop(&mut self) {
-        if let Some(id) = self.id.take() {
-            self.app.blobs().discard(&id, self.return_to.as_deref());
-        }
-    }
-}
-
-impl ReceivedFile {
-    /// A completed resumable upload, already moved to the blob of item `id`, from
-    /// `return_to` (where its blob goes back if recording fails).
-    pub(super) fn resumed(
-        app: &App,
-        id: uuid::Uuid,
-        raw_name: &str,
-        size: u64,
-        sha256: String,
-        return_to: std::path::PathBuf,
-    ) -> Self {
-        Self {
-            app: app.clone(),
-            id: Some(id),
-            name: DisplayName::clean(raw_name),
-            size,
-            sha256,
-            return_to: Some(return_to),
-        }
-    }
-}
-
-/// A received file set aside unrecorded (a share waiting for its sender to sign
-/// in): its blob stays in the store until it is rebuilt and recorded or dropped.
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct KeptFile {
-    pub id: uuid::Uuid,
-    pub name: String,
-    pub size: u64,
-    pub sha256: String,
-}
-
-impl ReceivedFile {
-    /// Set the file aside: its blob is no longer removed when this is dropped.
-    pub(super) fn keep(mut self) -> KeptFile {
-        KeptFile {
-            id: self.id.take().unwrap_or_else(uuid::Uuid::nil),
-            name: self.name.as_str().to_string(),
-            size: self.size,
-            sha256: std::mem::take(&mut self.sha256),
-        }
-    }
-
-    /// A file set aside by `keep`, ready to record (or, dropped, to remove).
-    pub(super) fn from_kept(app: &App, kept: KeptFile) -> Self {
-        Self {
-            app: app.clone(),
-            id: Some(kept.id),
-            name: DisplayName::clean(&kept.name),
-            size: kept.size,
-            sha256: kept.sha256,
-            return_to: None,
-        }
-    }
-}
-
-/// Stream a file into the blob store, hashing it on the way, within the upload
-/// limit and the free-space reserve. `announced` is the file's length when the
-/// request states it; the space checks count what the file can still bring, so
-/// a small one is taken until the reserve itself is reached. On any error nothing
-/// is left behind.
-pub async fn receive_file<S, B>(
-    app: &App,
-    raw_name: &str,
-    announced: Option<u64>,
-    mut body: S,
-) -> Result<ReceivedFile>
-where
-    S: Stream<Item = std::result::Result<B, UploadError>> + Unpin,
-    B: AsRef<[u8]>,
-{
-    check_room(app, announced)?;
-    let mut upload = app
-        .blobs()
-        .start_upload(app.settings().max_upload_bytes, announced)
-        .await?;
-    let outcome = async {
-        while let Some(chunk) = body.try_next().await? {
-            upload.write(chunk.as_ref()).await?;
-        }
-        Ok::<_, UploadError>(())
-    }
-    .await;
-    app.metrics()
-        .upload_bytes
-        .fetch_add(upload.size(), std::sync::atomic::Ordering::Relaxed);
-    outcome?;
-    let stored = upload.commit().await?;
-    Ok(ReceivedFile {
-        app: app.clone(),
-        id: Some(stored.id),
-        name: DisplayName::clean(raw_name),
-        size: stored.size,
-        sha256: stored.sha256,
-        return_to: None,
-    })
-}
-
-/// Record a received file as an item and announce it.
-pub async fn record_file(
-    app: &App,
-    user: &SignedIn,
-    mut file: ReceivedFile,
-    expiry: Expiry,
-) -> Result<Item> {
-    let Some(id) = file.id else {
-        return Err(AppError::Internal(anyhow::anyhow!("file recorded twice")));
-    };
-    let now = now_ms();
-    let item = Item {
-        id: id.to_string(),
-        author_id: Some(user.id.clone()),
-        author_name: Some(user.name.clone()),
-        kind: ItemKind::File,
-        content_type: content_type_for(file.name.as_str()).to_string(),
-        name: Some(file.name.as_str().to_string()),
-        size: file.size as i64,
-        sha256: std::mem::take(&mut file.sha256),
-        note: None,
-        created_at: now,
-        expires_at: expiry.expires_at(now),
-    };
-    // On failure `file` drops with its id and removes the blob.
-    announce_created(app, &item).await?;
-    file.id = None;
-    tracing::info!(item = %item.id, size = item.size, "file stored");
-    Ok(item)
-}
-
-/// What one form post brought: its files (already stored) and an optional note.
-/// Recorded together once the whole form is read, so a field such as `expires`
-/// applies wherever it stood.
-pub async fn record_post(
-    app: &App,
-    user: &SignedIn,
-    files: Vec<ReceivedFile>,
-    note: Option<String>,
-    expiry: Expiry,
-) -> Result<Vec<Item>> {
-    let note = note.filter(|t| !t.trim().is_empty());
-    if files.is_empty() && note.is_none() {
-        return Err(AppError::BadRequest("the form contained no file".into()));
-    }
-    let mut items = Vec::with_capacity(files.len() + 1);
-    for file in files {
-        items.push(record_file(app, user, file, expiry).await?);
-    }
-    if let Some(text) = note {
-        items.push(create_note(app, user, &text, expiry).await?);
-    }
-    Ok(items)
 }
 
 /// Authors delete their own items; admins delete any.
@@ -300,54 +112,103 @@ pub async fn delete(app: &App, user: &SignedIn, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Remove an item: its row (with an `item.deleted` event), then its file, then
-/// tell every device. False when it was already gone.
+/// Remove an item: its rows (with an `item.deleted` event), then every file's
+/// blob, then tell every device. False when it was already gone.
 pub(super) async fn remove(app: &App, id: &str) -> Result<bool> {
     let payload = serde_json::to_string(&DeletedJson { id }).map_err(anyhow::Error::from)?;
     let Some((item, _event)) = app.store().delete_item(id, &payload).await? else {
         return Ok(false);
     };
-    if let Some(uuid) = parse_item_id(&item.id) {
-        app.blobs()
-            .remove(&uuid)
-            .await
-            .map_err(anyhow::Error::from)?;
+    // Every blob is tried; the first failure is reported once all were. A file
+    // item always has file rows (the migration gave old ones theirs); its own id
+    // is its first blob's key all the same.
+    let mut keys: Vec<&str> = item.files.iter().map(|f| f.id.as_str()).collect();
+    if keys.is_empty() && !item.is_note() {
+        keys.push(&item.id);
+    }
+    let mut failed = None;
+    for uuid in keys.into_iter().filter_map(parse_item_id) {
+        if let Err(e) = app.blobs().remove(&uuid).await {
+            tracing::error!(item = %item.id, file = %uuid, error = ?e, "cannot remove a file");
+            failed.get_or_insert(e);
+        }
     }
     app.events().published();
+    if let Some(e) = failed {
+        return Err(anyhow::Error::from(e).into());
+    }
     Ok(true)
 }
 
-/// `count` bytes of a file item from `start`.
+/// `count` bytes of one file of an item from `start`.
 pub async fn read_file(
     app: &App,
-    item: &Item,
+    file: &ItemFile,
     start: u64,
     count: u64,
 ) -> Result<crate::blobs::ByteStream> {
-    let uuid = parse_item_id(&item.id).ok_or(AppError::NotFound)?;
+    let uuid = parse_item_id(&file.id).ok_or(AppError::NotFound)?;
     app.blobs()
         .read(&uuid, start, count)
         .await
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => {
-                tracing::error!(item = %item.id, error = ?e, "blob missing for a recorded item");
+                tracing::error!(item = %file.item_id, file = %file.id, error = ?e, "blob missing for a recorded file");
                 AppError::NotFound
             }
             _ => {
-                tracing::error!(item = %item.id, error = ?e, "cannot read a file from the store");
+                tracing::error!(item = %file.item_id, file = %file.id, error = ?e, "cannot read a file from the store");
                 AppError::Unavailable
             }
         })
 }
 
-/// Where nginx fetches a file item's bytes from, after FERRY_ACCEL_REDIRECT's
+/// Where nginx fetches one file's bytes from, after FERRY_ACCEL_REDIRECT's
 /// prefix (see `Blobs::accel_target`).
-pub async fn accel_target(app: &App, item: &Item) -> Result<String> {
-    let uuid = parse_item_id(&item.id).ok_or(AppError::NotFound)?;
+pub async fn accel_target(app: &App, file: &ItemFile) -> Result<String> {
+    let uuid = parse_item_id(&file.id).ok_or(AppError::NotFound)?;
     app.blobs().accel_target(&uuid).await.map_err(|e| {
-        tracing::error!(item = %item.id, error = ?e, "cannot sign a download for nginx");
+        tracing::error!(item = %file.item_id, file = %file.id, error = ?e, "cannot sign a download for nginx");
         AppError::Unavailable
     })
+}
+
+/// What an item's own download (`content_url`) sends.
+pub enum Content<'a> {
+    Note(&'a str),
+    File(ItemFile),
+    /// Several files: all of them, as one archive (`archive::open`).
+    Archive,
+}
+
+pub fn content_of(item: &Item) -> Content<'_> {
+    match (&item.note, item.is_note(), item.files.as_slice()) {
+        (Some(text), true, _) => Content::Note(text),
+        (None, true, _) => Content::Note(""),
+        (_, false, [one]) => Content::File(one.clone()),
+        (_, false, []) => Content::File(ItemFile {
+            // A file item without file rows cannot be written; read one as the
+            // single file it would have been before several files per item.
+            item_id: item.id.clone(),
+            position: 0,
+            id: item.id.clone(),
+            name: download_name(item).as_str().to_string(),
+            content_type: item.content_type.clone(),
+            size: item.size,
+            sha256: item.sha256.clone(),
+            crc32: None,
+        }),
+        (_, false, _) => Content::Archive,
+    }
+}
+
+/// File `n` (counted from 0) of an item.
+pub fn file_of(item: &Item, n: &str) -> Result<ItemFile> {
+    n.parse::<usize>()
+        .ok()
+        .and_then(|n| item.files.get(n))
+        .cloned()
+        .ok_or(AppError::NotFound)
 }
 
 /// The name a download is saved under.
@@ -367,7 +228,16 @@ pub fn can_delete(item: &Item, viewer: &SignedIn) -> bool {
 
 /// Whether a card shows the file itself: images that downloads show inline.
 pub fn shows_preview(item: &Item) -> bool {
-    !item.is_note() && item.content_type.starts_with("image/") && is_inline_safe(&item.content_type)
+    !item.is_note() && is_previewable(&item.content_type)
+}
+
+/// Whether a file of several is shown beside its name, by the same rule.
+pub fn shows_file_preview(file: &ItemFile) -> bool {
+    is_previewable(&file.content_type)
+}
+
+fn is_previewable(content_type: &str) -> bool {
+    content_type.starts_with("image/") && is_inline_safe(content_type)
 }
 
 #[cfg(test)]
@@ -399,6 +269,7 @@ mod tests {
             note: None,
             created_at: 0,
             expires_at: None,
+            files: Vec::new(),
         }
     }
 

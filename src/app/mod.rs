@@ -3,11 +3,13 @@
 //! knows about HTTP: it uses no web framework and nothing of the web adapter.
 
 pub mod accounts;
+pub mod archive;
 pub mod devices;
 pub mod health;
 pub mod items;
 pub mod live;
 pub mod pagination;
+pub mod received;
 pub mod share_target;
 pub mod shares;
 pub mod sweeper;
@@ -23,7 +25,7 @@ use crate::events::EventHub;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
-pub use crate::store::{ApiToken, Event, Item, ResumableUpload, Share, User};
+pub use crate::store::{ApiToken, Event, Item, ItemFile, ResumableUpload, Share, User};
 pub use accounts::SignedIn;
 
 /// What every use case works with. One pointer wide, so an open event stream or a

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::items::{self, KeptFile, ReceivedFile};
+use super::received::{self, KeptFile, ReceivedFile};
 use super::{App, Item, SignedIn};
 use crate::error::{AppError, Result};
 use crate::store::now_ms;
@@ -109,9 +109,9 @@ pub async fn record(
     user: &SignedIn,
     _checked: SameOrigin,
     post: SharedPost,
-) -> Result<Vec<Item>> {
+) -> Result<Item> {
     let expiry = app.settings().default_expiry;
-    items::record_post(app, user, post.files, post.note, expiry).await
+    received::record_post(app, user, post.files, post.note, expiry).await
 }
 
 #[derive(Serialize, Deserialize)]
@@ -234,7 +234,7 @@ async fn take(app: &App, id: &str) -> Result<Option<PendingRecord>> {
 
 /// Finish a pending share as the user who has now signed in. `None` when it
 /// expired or was already finished.
-pub async fn finish(app: &App, user: &SignedIn, id: &str) -> Result<Option<Vec<Item>>> {
+pub async fn finish(app: &App, user: &SignedIn, id: &str) -> Result<Option<Item>> {
     let Some(record) = take(app, id).await? else {
         return Ok(None);
     };
@@ -244,7 +244,7 @@ pub async fn finish(app: &App, user: &SignedIn, id: &str) -> Result<Option<Vec<I
         .map(|kept| ReceivedFile::from_kept(app, kept))
         .collect();
     let expiry = app.settings().default_expiry;
-    items::record_post(app, user, files, record.note, expiry)
+    received::record_post(app, user, files, record.note, expiry)
         .await
         .map(Some)
 }

@@ -2,7 +2,7 @@
 //! last acknowledged one ended, from any replica. The HTTP adapter speaks tus 1.0;
 //! the rules live here: the limits at creation, the free-space reserve while
 //! writing, the per-user cap, the owner-only access, and completion, which records
-//! the item through the same path as a one-shot upload (`items::record_file`).
+//! the item through the same path as a one-shot upload (`received::record_file`).
 //!
 //! Durability: bytes are appended and fsynced before the offset is recorded, and an
 //! offset is acknowledged only once recorded. A crash at any moment leaves the
@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use futures_util::{Stream, TryStreamExt};
 
-use super::items::{self, ReceivedFile};
+use super::items;
+use super::received::{self, ReceivedFile};
 use super::{App, Item, SignedIn};
 use crate::blobs::UploadError;
 use crate::domain::{Checksum, Expiry, Hasher, parse_item_id};
@@ -341,10 +342,10 @@ async fn finish(
         uuid,
         &upload.name,
         stored.size,
-        stored.sha256,
+        (stored.sha256, stored.crc32),
         partial.data_path(),
     );
-    let item = items::record_file(app, user, file, expiry).await?;
+    let item = received::record_file(app, user, file, expiry).await?;
     app.store()
         .complete_upload(&upload.id, next_expiry(app))
         .await?;

@@ -3,11 +3,32 @@
 
 use serde::Serialize;
 
-use crate::store::{Item, Share, rfc3339};
+use crate::store::{Item, ItemFile, Share, rfc3339};
 
 /// Where an item's bytes are served; the API, events and pages all link here.
+/// For an item of several files, that is all of them as a ZIP.
 pub fn content_path(item_id: &str) -> String {
     format!("/items/{item_id}/content")
+}
+
+/// Where file `n` (from 0) of an item is served on its own.
+pub fn file_path(item_id: &str, n: usize) -> String {
+    format!("/items/{item_id}/files/{n}")
+}
+
+/// Where every file of an item is served as one ZIP ("Download all").
+pub fn zip_path(item_id: &str) -> String {
+    format!("/items/{item_id}/zip")
+}
+
+/// One file of an item, as the API and live events show it.
+#[derive(Serialize)]
+pub struct FileJson<'a> {
+    pub content_type: &'a str,
+    pub name: &'a str,
+    pub sha256: &'a str,
+    pub size: i64,
+    pub url: String,
 }
 
 /// An item as the API shows it, also the data of its `item.created` event.
@@ -24,6 +45,10 @@ pub struct ItemJson<'a> {
     pub sha256: &'a str,
     pub size: i64,
     pub text: Option<&'a str>,
+    /// A file item's files in order (one for a single file); empty for a note.
+    pub files: Vec<FileJson<'a>>,
+    /// A file item's files as one ZIP; absent for a note.
+    pub zip_url: Option<String>,
 }
 
 impl<'a> ItemJson<'a> {
@@ -40,7 +65,24 @@ impl<'a> ItemJson<'a> {
             sha256: &item.sha256,
             size: item.size,
             text: item.note.as_deref(),
+            files: item
+                .files
+                .iter()
+                .enumerate()
+                .map(|(n, f)| file_json(item, n, f))
+                .collect(),
+            zip_url: (!item.is_note()).then(|| zip_path(&item.id)),
         }
+    }
+}
+
+fn file_json<'a>(item: &Item, n: usize, f: &'a ItemFile) -> FileJson<'a> {
+    FileJson {
+        content_type: &f.content_type,
+        name: &f.name,
+        sha256: &f.sha256,
+        size: f.size,
+        url: file_path(&item.id, n),
     }
 }
 
@@ -104,6 +146,7 @@ mod tests {
             note: None,
             created_at: 1_700_000_000_000,
             expires_at: Some(1_700_000_060_000),
+            files: Vec::new(),
         };
         let json = serde_json::to_value(ItemJson::new(&item)).expect("serialise");
         assert_eq!(
@@ -120,6 +163,8 @@ mod tests {
                 "sha256": "ab",
                 "size": 3,
                 "text": null,
+                "files": [],
+                "zip_url": "/items/0190c0de-0000-7000-8000-000000000001/zip",
             })
         );
     }

@@ -13,11 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 use tokio_util::io::ReaderStream;
 
-use super::{ByteStream, Stored, UploadError, hex};
+use super::{ByteStream, Hashes, Stored, UploadError};
 
 /// How often, in bytes written, the free-space reserve is checked during an upload
 /// that has more than this still to come (other uploads share the disk meanwhile).
@@ -160,12 +159,13 @@ impl LocalBlobs {
     /// Make the finished file at `from` (on the same filesystem: the data
     /// directory) blob `id`, hashing it first. The file is moved, durably.
     pub async fn adopt(&self, id: &uuid::Uuid, from: &Path) -> Result<Stored, UploadError> {
-        let (size, sha256) = hash_file(from.to_path_buf()).await?;
+        let (size, (sha256, crc32)) = hash_file(from.to_path_buf()).await?;
         move_durably(from, &self.path(id)).await?;
         Ok(Stored {
             id: *id,
             size,
             sha256,
+            crc32,
         })
     }
 
@@ -199,7 +199,7 @@ impl LocalBlobs {
             blobs: self,
             file: BufWriter::with_capacity(WRITE_BUFFER, file),
             path: Some(path),
-            hasher: Sha256::new(),
+            hasher: Hashes::default(),
             size: 0,
             limit,
             announced,
@@ -243,7 +243,7 @@ pub struct Upload<'a> {
     blobs: &'a LocalBlobs,
     file: BufWriter<tokio::fs::File>,
     path: Option<PathBuf>,
-    hasher: Sha256,
+    hasher: Hashes,
     size: u64,
     limit: u64,
     announced: Option<u64>,
@@ -298,11 +298,12 @@ impl Upload<'_> {
         tokio::task::spawn_blocking(move || File::open(dir)?.sync_all())
             .await
             .map_err(|e| io::Error::other(e.to_string()))??;
-        let sha256 = hex(&std::mem::take(&mut self.hasher).finalize());
+        let (sha256, crc32) = self.hasher.finish();
         Ok(Stored {
             id: *item_id,
             size: self.size,
             sha256,
+            crc32,
         })
     }
 }
@@ -387,12 +388,12 @@ pub(super) fn sweep_abandoned(tmp_root: &Path) -> anyhow::Result<usize> {
 #[path = "local_tests.rs"]
 mod tests;
 
-/// The size and SHA-256 of a file, read on the blocking pool.
-async fn hash_file(path: PathBuf) -> io::Result<(u64, String)> {
+/// The size and hashes of a file, read on the blocking pool.
+async fn hash_file(path: PathBuf) -> io::Result<(u64, (String, u32))> {
     tokio::task::spawn_blocking(move || {
         use std::io::Read;
         let mut file = File::open(path)?;
-        let mut hasher = Sha256::new();
+        let mut hasher = Hashes::default();
         let mut buf = vec![0u8; WRITE_BUFFER];
         let mut size = 0u64;
         loop {
@@ -403,7 +404,7 @@ async fn hash_file(path: PathBuf) -> io::Result<(u64, String)> {
             size += n as u64;
             hasher.update(&buf[..n]);
         }
-        Ok((size, hex(&hasher.finalize())))
+        Ok((size, hasher.finish()))
     })
     .await
     .map_err(io::Error::other)?

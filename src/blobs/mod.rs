@@ -59,6 +59,29 @@ pub struct Stored {
     pub id: uuid::Uuid,
     pub size: u64,
     pub sha256: String,
+    pub crc32: u32,
+}
+
+/// What a store computes of a blob as its bytes pass: the SHA-256 (ETags,
+/// backups, copies between stores) and the CRC-32 (the ZIP of an item's files,
+/// whose length is known in advance only if every CRC is).
+#[derive(Default)]
+pub(crate) struct Hashes {
+    sha256: Sha256,
+    crc32: crc32fast::Hasher,
+}
+
+impl Hashes {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        self.sha256.update(bytes);
+        self.crc32.update(bytes);
+    }
+
+    /// The SHA-256 in hex and the CRC-32.
+    pub(crate) fn finish(&mut self) -> (String, u32) {
+        let Self { sha256, crc32 } = std::mem::take(self);
+        (hex(&sha256.finalize()), crc32.finalize())
+    }
 }
 
 /// The file store.

@@ -28,11 +28,10 @@ use object_store::{
     BackoffConfig, ClientOptions, GetOptions, MultipartId, ObjectStore, ObjectStoreExt, PutPayload,
     RetryConfig,
 };
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio::task::JoinHandle;
 
-use super::{ByteStream, Stored, UploadError, hex};
+use super::{ByteStream, Hashes, Stored, UploadError};
 use crate::config::Settings;
 
 /// The size of one part of a multipart upload (S3 wants at least 5 MiB for all but
@@ -216,7 +215,7 @@ impl S3Blobs {
             id,
             key: self.key(&id),
             buffer: BytesMut::new(),
-            hasher: Sha256::new(),
+            hasher: Hashes::default(),
             size: 0,
             limit,
             multipart: None,
@@ -420,7 +419,7 @@ pub struct Upload {
     key: Key,
     /// The part filling: at most `PART` bytes.
     buffer: BytesMut,
-    hasher: Sha256,
+    hasher: Hashes,
     size: u64,
     limit: u64,
     /// Once the file is larger than one part.
@@ -518,11 +517,12 @@ impl Upload {
             }
         }
         self.done = true;
-        let sha256 = hex(&std::mem::take(&mut self.hasher).finalize());
+        let (sha256, crc32) = self.hasher.finish();
         Ok(Stored {
             id: self.id,
             size: self.size,
             sha256,
+            crc32,
         })
     }
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 mod checksum;
 mod files;
 mod range;
+pub mod zip;
 
 pub use checksum::{Checksum, ChecksumAlgorithm, Hasher};
 pub use files::{DisplayName, NOTE_CONTENT_TYPE, content_type_for, is_inline_safe};

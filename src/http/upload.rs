@@ -8,7 +8,7 @@ use axum::extract::multipart::MultipartError;
 use axum::http::{HeaderMap, StatusCode, header};
 use futures_util::TryStreamExt;
 
-use crate::app::{App, Item, SignedIn, items, share_target};
+use crate::app::{App, Item, SignedIn, received, share_target};
 use crate::blobs::UploadError;
 use crate::domain::Expiry;
 use crate::error::{AppError, Result};
@@ -38,8 +38,8 @@ pub async fn raw(
     let stream = body
         .into_data_stream()
         .map_err(|e| UploadError::Body(e.to_string()));
-    let file = items::receive_file(app, name, announced_length(headers), stream).await?;
-    items::record_file(app, user, file, expiry).await
+    let file = received::receive_file(app, name, announced_length(headers), stream).await?;
+    received::record_file(app, user, file, expiry).await
 }
 
 /// Where a form's CSRF token must be: the page's own form post carries it as a
@@ -68,7 +68,7 @@ async fn read_form(
     file_field: &str,
     text_fields: &[&str],
     mut on_part: impl FnMut(Part<'_>) -> Result<()>,
-) -> Result<Vec<items::ReceivedFile>> {
+) -> Result<Vec<received::ReceivedFile>> {
     let mut files = Vec::new();
     while let Some(field) = form.next_field().await.map_err(malformed)? {
         let name = field.name().unwrap_or("").to_string();
@@ -89,7 +89,7 @@ async fn read_form(
                 _ => UploadError::Body(e.body_text()),
             });
             // A part's length is unknown until it ends.
-            files.push(items::receive_file(app, &file_name, None, stream).await?);
+            files.push(received::receive_file(app, &file_name, None, stream).await?);
         } else if text_fields.contains(&name.as_str()) {
             let value = field.text().await.map_err(malformed)?;
             on_part(Part::Text(&name, value))?;
@@ -98,14 +98,15 @@ async fn read_form(
     Ok(files)
 }
 
-/// Receive every `file` field of a multipart form and an optional `text` note.
+/// Receive every `file` field of a multipart form and an optional `text` note,
+/// as one item.
 pub async fn multipart(
     app: &App,
     user: &SignedIn,
     form: Multipart,
     mut expiry: Expiry,
     csrf: FormCsrf,
-) -> Result<Vec<Item>> {
+) -> Result<Item> {
     let mut csrf_seen = matches!(csrf, FormCsrf::Checked);
     let mut note = None;
     let files = read_form(app, form, "file", &["csrf", "expires", "text"], |part| {
@@ -128,7 +129,7 @@ pub async fn multipart(
     if !csrf_seen {
         user.check_csrf(None)?;
     }
-    items::record_post(app, user, files, note, expiry).await
+    received::record_post(app, user, files, note, expiry).await
 }
 
 /// Read a share sheet's post (the web app manifest's `share_target`: `title`,

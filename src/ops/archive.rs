@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::store::dump::{Column, Row, check_identifier};
+use crate::store::dump::{Column, check_identifier};
 use crate::store::now_ms;
 
 /// Version of the archive layout; restore refuses layouts it does not know.
@@ -83,35 +83,6 @@ impl Manifest {
             created_at: self.created_at.clone(),
         }
     }
-}
-
-/// A file item of an `items` row: the blob the archive holds for it.
-pub(super) struct FileItem {
-    pub id: uuid::Uuid,
-    pub size: u64,
-    pub sha256: String,
-}
-
-/// The blob facts of an `items` row, None for notes.
-pub(super) fn file_item(row: &Row) -> anyhow::Result<Option<FileItem>> {
-    if row.get("kind").and_then(|v| v.as_str()) != Some("file") {
-        return Ok(None);
-    }
-    let id = row
-        .get("id")
-        .and_then(|v| v.as_str())
-        .and_then(|s| uuid::Uuid::parse_str(s).ok())
-        .context("a file item without a valid id")?;
-    let size = row
-        .get("size")
-        .and_then(|v| v.as_u64())
-        .with_context(|| format!("item {id} has no valid size"))?;
-    let sha256 = row
-        .get("sha256")
-        .and_then(|v| v.as_str())
-        .with_context(|| format!("item {id} has no sha256"))?
-        .to_string();
-    Ok(Some(FileItem { id, size, sha256 }))
 }
 
 // ---- writing ---------------------------------------------------------------------

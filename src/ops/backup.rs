@@ -17,9 +17,9 @@ use anyhow::{Context, bail};
 use futures_util::TryStreamExt;
 
 use super::archive::{
-    ArchiveWriter, BlobEntry, FORMAT, FileItem, HashingReader, Manifest, TableEntry, file_item,
-    write_file_atomically,
+    ArchiveWriter, BlobEntry, FORMAT, HashingReader, Manifest, TableEntry, write_file_atomically,
 };
+use super::file_rows::{FileItem, blob_of};
 use super::progress::{Progress, bytes_of, rows, summary};
 use super::sqlite_path;
 use crate::blobs::Blobs;
@@ -88,12 +88,21 @@ async fn backup_store(
     ));
     let mut staged = Vec::new();
     let mut files = Vec::new();
+    let has_item_files = tables.iter().any(|t| t.name == "item_files");
     let mut counts = BTreeMap::new();
     for table in &tables {
         let file = tempfile::tempfile_in(&staging_dir).with_context(|| {
             format!("cannot create a staging file in {}", staging_dir.display())
         })?;
-        let (file, sum) = dump_table(&mut snapshot, table, file, &mut files, progress).await?;
+        let (file, sum) = dump_table(
+            &mut snapshot,
+            table,
+            file,
+            &mut files,
+            has_item_files,
+            progress,
+        )
+        .await?;
         progress.say(format!("backup: table {} ({})", table.name, rows(sum.rows)));
         staged.push((table.clone(), file, sum));
     }
@@ -102,7 +111,9 @@ async fn backup_store(
     for (table, _, sum) in &staged {
         counts.insert(table.name.clone(), sum.rows);
     }
-    let notes = counts.get("items").copied().unwrap_or(0) - files.len() as u64;
+    let file_items: std::collections::BTreeSet<&str> =
+        files.iter().map(|f| f.item_id.as_str()).collect();
+    let notes = counts.get("items").copied().unwrap_or(0) - file_items.len() as u64;
     counts.insert("notes".into(), notes);
     counts.insert("files".into(), files.len() as u64);
     counts.insert(
@@ -185,6 +196,7 @@ async fn dump_table(
     table: &Table,
     file: File,
     files: &mut Vec<FileItem>,
+    has_item_files: bool,
     progress: &Progress,
 ) -> anyhow::Result<(File, TableSum)> {
     let mut sum = TableSum::default();
@@ -200,10 +212,8 @@ async fn dump_table(
         out.write_all(line.as_bytes())?;
         out.write_all(b"\n")?;
         sum.add(&line);
-        if table.name == "items"
-            && let Some(item) = file_item(&row)?
-        {
-            files.push(item);
+        if let Some(file) = blob_of(&table.name, &row, has_item_files)? {
+            files.push(file);
         }
         progress.tick(|| format!("backup: table {}: {} rows", table.name, sum.rows));
     }
@@ -244,7 +254,7 @@ fn write_archive<W: Write>(
         let len = match job.runtime.block_on(job.blobs.len(&item.id)) {
             Ok(Some(len)) => len,
             Ok(None) => {
-                let id = item.id.to_string();
+                let id = item.item_id.clone();
                 let still_there = job.runtime.block_on(job.store.item_exists(&id))?;
                 if still_there {
                     bail!(
@@ -257,7 +267,9 @@ fn write_archive<W: Write>(
                 progress.say(format!(
                     "backup: warning: item {id} was deleted while the backup ran; left out"
                 ));
-                manifest.skipped_items.push(id);
+                if !manifest.skipped_items.contains(&id) {
+                    manifest.skipped_items.push(id);
+                }
                 done_bytes += item.size;
                 continue;
             }
@@ -355,6 +367,7 @@ mod tests {
             note: None,
             created_at: now_ms(),
             expires_at: None,
+            files: Vec::new(),
         };
         store.insert_item(&kept, "{}").await.expect("insert");
         let mut manifest = Manifest {
@@ -374,6 +387,7 @@ mod tests {
             tables: Vec::new(),
             files: vec![FileItem {
                 id: uuid::Uuid::parse_str(id).expect("uuid"),
+                item_id: id.to_string(),
                 size: 3,
                 sha256: kept.sha256.clone(),
             }],

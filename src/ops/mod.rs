@@ -6,6 +6,7 @@
 mod archive;
 mod backup;
 mod copy_blobs;
+mod file_rows;
 mod migrate_db;
 mod progress;
 mod restore;

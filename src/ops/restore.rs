@@ -15,7 +15,8 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use tokio::io::AsyncBufReadExt;
 
-use super::archive::{FORMAT, Header, Manifest, Staged, TableEntry, file_item, read_archive};
+use super::archive::{FORMAT, Header, Manifest, Staged, TableEntry, read_archive};
+use super::file_rows::blob_of;
 use super::progress::{Progress, bytes_of, rows, summary};
 use super::{LOAD_BATCH, ensure_empty_database};
 use crate::blobs::Blobs;
@@ -237,6 +238,7 @@ async fn load_staged(
     check_same_tables(&tables, &manifest.tables)?;
     tx.clear(&tables).await?;
     let skipped: BTreeSet<&String> = manifest.skipped_items.iter().collect();
+    let has_item_files = tables.iter().any(|t| t.name == "item_files");
     for table in &tables {
         let path = &staged.tables[&table.name];
         let file = tokio::fs::File::open(path).await?;
@@ -246,15 +248,16 @@ async fn load_staged(
         while let Some(line) = lines.next_line().await? {
             let row: Row = serde_json::from_str(&line)
                 .with_context(|| format!("a row of {} is not valid JSON", table.name))?;
-            if table.name == "items"
-                && let Some(item) = file_item(&row)?
-            {
-                let id = item.id.to_string();
-                let blob = manifest.blobs.get(&id);
-                if !skipped.contains(&id)
-                    && blob.is_none_or(|b| b.size != item.size || b.sha256 != item.sha256)
+            if let Some(file) = blob_of(&table.name, &row, has_item_files)? {
+                let blob = manifest.blobs.get(&file.id.to_string());
+                if !skipped.contains(&file.item_id)
+                    && blob.is_none_or(|b| b.size != file.size || b.sha256 != file.sha256)
                 {
-                    bail!("the archive has no matching file for item {id}");
+                    bail!(
+                        "the archive has no matching file {} for item {}",
+                        file.id,
+                        file.item_id
+                    );
                 }
             }
             batch.push(row);
@@ -283,6 +286,9 @@ async fn load_staged(
         }
     }
     for id in &manifest.skipped_items {
+        if has_item_files {
+            tx.delete_where("item_files", "item_id", id).await?;
+        }
         tx.delete_where("items", "id", id).await?;
     }
     tx.set_sequences(&tables, &manifest.sequences).await?;

@@ -243,6 +243,7 @@ mod tests {
             note: Some("x".repeat(text_bytes)),
             created_at: 0,
             expires_at: None,
+            files: Vec::new(),
         }
     }
 

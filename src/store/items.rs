@@ -25,6 +25,22 @@ impl Store {
             .bind(item.expires_at)
             .execute(&mut *tx)
             .await?;
+            for file in &item.files {
+                sqlx::query(
+                    "insert into item_files (item_id, position, id, name, content_type, size, sha256, crc32) \
+                     values ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&item.id)
+                .bind(file.position)
+                .bind(&file.id)
+                .bind(&file.name)
+                .bind(&file.content_type)
+                .bind(file.size)
+                .bind(&file.sha256)
+                .bind(file.crc32)
+                .execute(&mut *tx)
+                .await?;
+            }
             let event = record_event!(self, tx, EventKind::Created, &item.id, payload);
             tx.commit().await?;
             self.cache().forget_pages();
@@ -35,11 +51,16 @@ impl Store {
     pub async fn item(&self, id: &str) -> sqlx::Result<Option<Item>> {
         let sql = "select i.*, u.name as author_name from items i left join users u on u.id = i.author_id \
                    where i.id = $1 and (i.expires_at is null or i.expires_at > $2)";
-        on_pool!(self, |pool| sqlx::query_as(sql)
+        let item: Option<Item> = on_pool!(self, |pool| sqlx::query_as(sql)
             .bind(id)
             .bind(now_ms())
             .fetch_optional(pool)
-            .await)
+            .await?);
+        let Some(item) = item else { return Ok(None) };
+        let mut one = [item];
+        self.attach_files(&mut one).await?;
+        let [item] = one;
+        Ok(Some(item))
     }
 
     /// Newest first; `before` is the id of the last item of the previous page.
@@ -73,16 +94,18 @@ impl Store {
         let sql = "select i.*, u.name as author_name from items i left join users u on u.id = i.author_id \
                    where (i.expires_at is null or i.expires_at > $1) and ($2 is null or i.id < $2) \
                    order by i.id desc limit $3";
-        on_pool!(self, |pool| sqlx::query_as(sql)
+        let mut items: Vec<Item> = on_pool!(self, |pool| sqlx::query_as(sql)
             .bind(now_ms())
             .bind(before)
             .bind(limit)
             .fetch_all(pool)
-            .await)
+            .await?);
+        self.attach_files(&mut items).await?;
+        Ok(items)
     }
 
-    /// Delete an item and record `item.deleted`. Returns the deleted item so the
-    /// caller can remove its blob once the row is gone.
+    /// Delete an item and record `item.deleted`. Returns the deleted item, with its
+    /// files, so the caller can remove their blobs once the rows are gone.
     pub async fn delete_item(
         &self,
         id: &str,
@@ -91,15 +114,22 @@ impl Store {
         // Write first: a SQLite transaction that reads and then writes fails at once
         // (SQLITE_BUSY_SNAPSHOT) when another connection committed in between.
         let sql = "delete from items where id = $1 returning *, cast(null as text) as author_name";
+        let files_sql = "delete from item_files where item_id = $1 returning *";
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
+            let mut files: Vec<ItemFile> = sqlx::query_as(files_sql)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+            files.sort_by_key(|f| f.position);
             let item: Option<Item> = sqlx::query_as(sql)
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?;
-            let Some(item) = item else {
+            let Some(mut item) = item else {
                 return Ok(None);
             };
+            item.files = files;
             let event = record_event!(self, tx, EventKind::Deleted, id, payload);
             tx.commit().await?;
             self.cache().forget_pages();
@@ -119,20 +149,19 @@ impl Store {
         })
     }
 
-    /// The ids of every blob a row refers to (file items), for sweeping the blobs
+    /// The keys of every blob a row refers to (the files of items), for sweeping the blobs
     /// no row refers to.
     pub async fn blob_ids_in_use(&self) -> sqlx::Result<Vec<String>> {
-        on_pool!(self, |pool| sqlx::query_scalar(
-            "select id from items where kind = 'file'"
-        )
-        .fetch_all(pool)
-        .await)
+        on_pool!(self, |pool| sqlx::query_scalar("select id from item_files")
+            .fetch_all(pool)
+            .await)
     }
 
-    /// Every file item's blob: its id, size and SHA-256, for checking copies.
+    /// Every file's blob (one per file of an item): its key, size and SHA-256, for
+    /// checking copies.
     pub async fn file_blobs(&self) -> sqlx::Result<Vec<(String, i64, String)>> {
         on_pool!(self, |pool| sqlx::query_as(
-            "select id, size, sha256 from items where kind = 'file' order by id"
+            "select id, size, sha256 from item_files order by id"
         )
         .fetch_all(pool)
         .await)

@@ -6,6 +6,7 @@
 
 mod cache;
 pub mod dump;
+mod item_files;
 mod items;
 mod lease;
 mod links;

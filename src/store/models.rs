@@ -63,6 +63,23 @@ pub struct Item {
     pub note: Option<String>,
     pub created_at: i64,
     pub expires_at: Option<i64>,
+    /// A file item's files, in order (from `item_files`); empty for a note.
+    #[sqlx(skip)]
+    pub files: Vec<ItemFile>,
+}
+
+/// One file of an item. `id` is its blob key; the first file's is the item's id.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct ItemFile {
+    pub item_id: String,
+    pub position: i64,
+    pub id: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    /// Unknown (NULL) for files stored before CRCs were kept, until first needed.
+    pub crc32: Option<i64>,
 }
 
 impl Item {

@@ -157,16 +157,23 @@ async fn curl_examples_work_as_written(backend: Backend) {
     assert!(output("--data-binary @-").contains("today.txt"));
     let multipart = output("-F expires=1h");
     assert!(
-        multipart.contains("packing-list.txt expires ")
-            && multipart.contains("checklist.txt expires "),
+        multipart.contains("packing-list.txt 15 /items/")
+            && multipart.contains("checklist.txt 17 /items/")
+            && multipart.contains("/files/1"),
         "multipart example: {multipart}"
+    );
+    // "Download all", read by Python's zipfile, then one file on its own.
+    let zip = output("-o trip.zip");
+    assert!(
+        zip.contains("['packing-list.txt', 'checklist.txt']") && zip.contains("passport\ntickets"),
+        "zip example: {zip}"
     );
     let feed = output("next_cursor // empty");
     for expected in [
         "note  hello from curl",
         "file  packing-list.txt",
         "file  today.txt",
-        "file  checklist.txt",
+        "file  packing-list and 1 more.zip",
     ] {
         assert!(
             feed.contains(expected),

@@ -61,7 +61,7 @@ async fn uploads_and_notes_appear_live_in_another_browser(backend: Backend) {
     wait_for_streams(&app, 2).await;
 
     // Upload two files through the page: the hidden file input, then the XHR with
-    // its progress bar.
+    // its progress bar; picked together, they are one item.
     let files = TempDir::new().expect("temp dir");
     let text_file = files.path().join("packing-list.txt");
     std::fs::write(&text_file, "tent\nstove\nmap\n".repeat(2000)).expect("write file");
@@ -78,7 +78,7 @@ async fn uploads_and_notes_appear_live_in_another_browser(backend: Backend) {
         .wait_until(
             "the upload row with a full progress bar and a check mark",
             "return Array.from(document.querySelectorAll('#uploads li')).some(li => \
-             li.textContent.includes('packing-list.txt ✓') && li.querySelector('progress').value === 100);",
+             li.textContent.includes('2 files ✓') && li.querySelector('progress').value === 100);",
         )
         .await;
     for name in ["packing-list.txt", "first-look.png"] {
@@ -183,6 +183,8 @@ async fn uploads_and_notes_appear_live_in_another_browser(backend: Backend) {
              /^pasted-\\d{4}-\\d\\d-\\d\\d-\\d\\d-\\d\\d-\\d\\d\\.png$/.test(a.textContent));",
         )
         .await;
+    drop_three_files(&app, &desktop, &phone).await;
+
     // Pasted into the note field, text stays an ordinary paste: the handler lets
     // the event through (`dispatchEvent` is true when nothing cancelled it).
     let ordinary = desktop
@@ -230,6 +232,39 @@ async fn uploads_and_notes_appear_live_in_another_browser(backend: Backend) {
     driver.quit().await;
     drop(driver);
     app.stop().await;
+}
+
+/// Three files dropped on the feed at once (the drop event carries what a drag
+/// from a file manager would) arrive in the other browser, live, as one card
+/// with the three files and "Download all", and are one item with three files.
+async fn drop_three_files(app: &TestApp, desktop: &Session<'_>, phone: &Session<'_>) {
+    desktop
+        .exec(
+            "const data = new DataTransfer(); \
+             for (const [name, text] of [['deck plan.txt', 'upper deck'], ['crew.csv', 'a,b'], ['route.gpx', '<gpx/>']]) \
+               data.items.add(new File([text], name, { type: 'text/plain' })); \
+             document.getElementById('dropzone').dispatchEvent(new DragEvent('drop', \
+               { dataTransfer: data, bubbles: true, cancelable: true }));",
+            json!([]),
+        )
+        .await;
+    phone
+        .wait_until(
+            "one live card holding the three dropped files",
+            "return Array.from(document.querySelectorAll('#feed li.card')).some(li => \
+             li.querySelectorAll('.files .file').length === 3 \
+             && ['deck plan.txt', 'crew.csv', 'route.gpx'].every(n => li.textContent.includes(n)) \
+             && li.querySelector('.download-all a') !== null);",
+        )
+        .await;
+    let items = app.state.store.list_items(None, 20).await.expect("items");
+    let dropped: Vec<_> = items
+        .iter()
+        .filter(|i| i.files.iter().any(|f| f.name == "crew.csv"))
+        .collect();
+    assert_eq!(dropped.len(), 1, "one item for the three dropped files");
+    let names: Vec<_> = dropped[0].files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["deck plan.txt", "crew.csv", "route.gpx"]);
 }
 
 async fn sign_in(browser: &Session<'_>, app: &TestApp, name: &str) {
@@ -378,7 +413,8 @@ async fn chromium_reads_the_manifest_and_its_share_posts_are_judged_by_origin(ba
         .wait_for_feed_item("two.txt", "a shared file on the feed")
         .await;
     let items = app.state.store.list_items(None, 100).await.expect("items");
-    assert_eq!(items.len(), 3, "two files and a note");
+    assert_eq!(items.len(), 1, "one item: two files and a note");
+    assert_eq!(items[0].files.len(), 2);
 
     // The same post from a page that is not Ferry's.
     let action = app.url("/share-target");
@@ -395,7 +431,7 @@ async fn chromium_reads_the_manifest_and_its_share_posts_are_judged_by_origin(ba
         )
         .await;
     let items = app.state.store.list_items(None, 100).await.expect("items");
-    assert_eq!(items.len(), 3, "the forged share created nothing");
+    assert_eq!(items.len(), 1, "the forged share created nothing");
     assert!(crate::helpers::files_under(&app.data_dir.join("pending-shares")).is_empty());
     drop(phone);
     driver.quit().await;

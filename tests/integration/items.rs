@@ -152,13 +152,10 @@ async fn files_upload_raw_and_multipart(backend: Backend) {
         .expect("multipart");
     assert_eq!(res.status(), 201);
     let body: Value = res.json().await.expect("json");
-    let items = body["items"].as_array().expect("two items");
-    assert_eq!(items.len(), 2);
-    assert_eq!(items[0]["name"], "table.csv");
-    assert!(
-        items[0]["expires_at"].is_string() && items[1]["expires_at"].is_string(),
-        "expiry applied to every file"
-    );
+    let files = body["files"].as_array().expect("one item with its files");
+    assert_eq!(files.len(), 2);
+    assert_eq!(files[0]["name"], "table.csv");
+    assert!(body["expires_at"].is_string(), "expiry applied to the item");
 
     let client = reqwest::Client::new();
     let res = client
@@ -181,9 +178,9 @@ async fn files_upload_raw_and_multipart(backend: Backend) {
     );
     assert_eq!(res.bytes().await.expect("bytes").as_ref(), data.as_slice());
 
-    let bin = &items[1];
+    let bin = &files[1];
     let res = client
-        .get(app.url(bin["content_url"].as_str().expect("url")))
+        .get(app.url(bin["url"].as_str().expect("url")))
         .bearer_auth(&token)
         .send()
         .await

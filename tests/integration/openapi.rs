@@ -387,7 +387,10 @@ async fn answers_have_the_described_fields(backend: Backend) {
         .json()
         .await
         .expect("json");
-    assert_shape(&doc, "ItemList", &several);
+    assert_shape(&doc, "Item", &several);
+    for file in several["files"].as_array().expect("files") {
+        assert_shape(&doc, "ItemFile", file);
+    }
 
     let get = |path: String| {
         let req = client.get(app.url(&path)).bearer_auth(&token);

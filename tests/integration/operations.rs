@@ -36,11 +36,13 @@ fn quiet() -> Progress {
     Progress::quiet()
 }
 
-/// What a client knows it committed: the id and the SHA-256 of the content.
+/// What a client knows it committed: the id and the SHA-256 of the content, and
+/// the item's `sha256` as listed (the same, but for an item of several files).
 #[derive(Clone, Debug)]
 struct Written {
     id: String,
     sha256: String,
+    listed: String,
 }
 
 async fn upload_file(app: &TestApp, token: &str, name: &str, body: Vec<u8>) -> Written {
@@ -51,7 +53,35 @@ async fn upload_file(app: &TestApp, token: &str, name: &str, body: Vec<u8>) -> W
     assert_eq!(item["sha256"], sha256.as_str());
     Written {
         id: item["id"].as_str().expect("id").to_string(),
+        listed: sha256.clone(),
         sha256,
+    }
+}
+
+/// Several files in one form: one item, whose content is their ZIP.
+async fn upload_files(app: &TestApp, token: &str, files: &[(&str, Vec<u8>)]) -> Written {
+    let mut form = reqwest::multipart::Form::new();
+    for (name, body) in files {
+        form = form.part(
+            "file",
+            reqwest::multipart::Part::bytes(body.clone()).file_name(name.to_string()),
+        );
+    }
+    let res = reqwest::Client::new()
+        .post(app.url("/api/items"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("multipart");
+    assert_eq!(res.status(), 201);
+    let item: Value = res.json().await.expect("json");
+    assert_eq!(item["files"].as_array().expect("files").len(), files.len());
+    let id = item["id"].as_str().expect("id").to_string();
+    Written {
+        sha256: content_sha(app, token, &id).await,
+        listed: item["sha256"].as_str().expect("sha256").to_string(),
+        id,
     }
 }
 
@@ -60,6 +90,7 @@ async fn note(app: &TestApp, token: &str, text: &str) -> Written {
     Written {
         id: item["id"].as_str().expect("id").to_string(),
         sha256: sha256_hex(text.as_bytes()),
+        listed: sha256_hex(text.as_bytes()),
     }
 }
 
@@ -160,6 +191,12 @@ async fn fill(app: &TestApp, files: usize) -> Filled {
             .await,
         );
     }
+    let album = [
+        ("harbour.jpg", bytes(90, 70 * 1024)),
+        ("harbour.jpg", bytes(91, 3)),
+        ("ünïcödé notes.txt", b"several files, one item".to_vec()),
+    ];
+    items.push(upload_files(app, &bob_token, &album).await);
     let shared = upload_file(app, &ann_token, "shared.txt", b"shared bytes".to_vec()).await;
     items.push(shared.clone());
     let res = reqwest::Client::new()
@@ -264,6 +301,7 @@ async fn restore_drill(backend: Backend, store: BlobStore) {
                     let item: Value = res.json().await.expect("json");
                     Written {
                         id: item["id"].as_str().expect("id").into(),
+                        listed: sha256.clone(),
                         sha256,
                     }
                 } else {
@@ -280,6 +318,7 @@ async fn restore_drill(backend: Backend, store: BlobStore) {
                     Written {
                         id: item["id"].as_str().expect("id").into(),
                         sha256: sha256_hex(text.as_bytes()),
+                        listed: sha256_hex(text.as_bytes()),
                     }
                 };
                 log.lock().expect("log").push((Instant::now(), written));
@@ -380,30 +419,36 @@ async fn restore_drill(backend: Backend, store: BlobStore) {
     );
     assert!(cut < log.len(), "writes after the backup are not in it");
     // Nothing restored that nobody wrote, and every byte of every item is right.
-    let known: BTreeMap<&str, &str> = filled
+    let known: BTreeMap<&str, (&str, &str)> = filled
         .items
         .iter()
         .chain(doomed.iter())
         .chain(log.iter().map(|(_, w)| w))
-        .map(|w| (w.id.as_str(), w.sha256.as_str()))
+        .map(|w| (w.id.as_str(), (w.sha256.as_str(), w.listed.as_str())))
         .collect();
     for (id, item) in &items {
-        let expected = known
+        let (expected, listed) = known
             .get(id.as_str())
             .unwrap_or_else(|| panic!("unknown item {id}"));
-        assert_eq!(item["sha256"], *expected);
+        assert_eq!(item["sha256"], *listed);
         assert_eq!(
             &content_sha(&restored, &filled.ann_token, id).await,
             expected,
             "bytes of {id}"
         );
     }
-    // Exactly the restored files are in the file store.
-    let files: BTreeSet<String> = items
-        .values()
-        .filter(|i| i["kind"] == "file")
-        .map(|i| i["id"].as_str().expect("id").to_string())
-        .collect();
+    // Exactly the restored files are in the file store: every file of every item.
+    let mut files = BTreeSet::new();
+    for id in items.keys() {
+        let item = restored
+            .state
+            .store
+            .item(id)
+            .await
+            .expect("item")
+            .expect("item");
+        files.extend(item.files.into_iter().map(|f| f.id));
+    }
     let on_disk: BTreeSet<String> = restored.stored_blob_ids().await;
     assert_eq!(files, on_disk);
 
@@ -752,6 +797,43 @@ async fn first_schema_fixture_upgrades_and_is_served(backend: Backend) {
         shared.bytes().await.expect("bytes").as_ref(),
         b"hello, ferry\n"
     );
+    // The migration gave the old file its one row in `files`; its CRC-32, unknown
+    // until now, is computed by the first "Download all".
+    let files = file["files"].as_array().expect("files");
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0]["name"], "hello.txt");
+    let stored = app
+        .state
+        .store
+        .item(FIXTURE_FILE_ID)
+        .await
+        .expect("item")
+        .expect("item");
+    assert_eq!(
+        stored.files[0].id, FIXTURE_FILE_ID,
+        "the blob key is the item's id"
+    );
+    assert_eq!(stored.files[0].crc32, None);
+    let zip = reqwest::Client::new()
+        .get(app.url(&format!("/items/{FIXTURE_FILE_ID}/zip")))
+        .bearer_auth("fixture-token-pete")
+        .send()
+        .await
+        .expect("zip");
+    assert_eq!(zip.status(), 200);
+    let zip = zip.bytes().await.expect("bytes");
+    assert!(zip.windows(13).any(|w| w == b"hello, ferry\n"));
+    let stored = app
+        .state
+        .store
+        .item(FIXTURE_FILE_ID)
+        .await
+        .expect("item")
+        .expect("item");
+    assert_eq!(
+        stored.files[0].crc32,
+        Some(i64::from(crc32fast::hash(b"hello, ferry\n")))
+    );
     let (_, _) = app.login("olive", "fixture-password").await;
     // New rows go in after the old ones.
     let fresh = app
@@ -877,8 +959,9 @@ async fn manifest_describes_the_archive() {
     assert_eq!(manifest.backend, "sqlite");
     assert_eq!(manifest.counts["users"], 2);
     assert_eq!(manifest.counts["items"], filled.items.len() as u64);
-    assert_eq!(manifest.counts["files"], 2);
-    assert_eq!(manifest.blobs.len(), 2);
+    // One file, the three of the album, and the shared one.
+    assert_eq!(manifest.counts["files"], 5);
+    assert_eq!(manifest.blobs.len(), 5);
     assert_eq!(manifest.tables["uploads"].rows, 0);
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&archive)

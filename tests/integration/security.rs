@@ -904,7 +904,11 @@ async fn database_errors_answer_with_a_generic_body(backend: Backend) {
     let share_token = share["token"].as_str().expect("token").to_string();
 
     // Break the database under the running server.
-    run_sql(&app, "drop table shares; drop table items").await;
+    run_sql(
+        &app,
+        "drop table shares; drop table item_files; drop table items",
+    )
+    .await;
 
     let res = reqwest::Client::new()
         .get(app.url("/api/items"))

@@ -1,8 +1,8 @@
 //! /api/items: list, read, post (a JSON note, a multipart form or a raw body), put
-//! (a raw body, `curl -T`) and delete.
+//! (a raw body, `curl -T`) and delete; an item's files one by one or as a ZIP.
 
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -12,6 +12,7 @@ use crate::app::views::ItemJson;
 use crate::app::{App, Item, items};
 use crate::error::{AppError, Result};
 use crate::http::AppState;
+use crate::http::content;
 use crate::http::extract::{ApiPath, ApiQuery, CurrentUser};
 use crate::http::upload::{self, FormCsrf};
 
@@ -25,6 +26,30 @@ pub fn router() -> Router<AppState> {
                 .layer(DefaultBodyLimit::disable()),
         )
         .route("/api/items/{id}", get(get_one).delete(delete))
+        .route("/api/items/{id}/files/{n}", get(get_file))
+        .route("/api/items/{id}/zip", get(get_zip))
+}
+
+/// One file of an item, as `/items/{id}/files/{n}` sends it.
+async fn get_file(
+    State(app): State<App>,
+    _user: CurrentUser,
+    ApiPath((id, n)): ApiPath<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let item = items::find(&app, &id).await?;
+    content::serve_file(&app, &items::file_of(&item, &n)?, &headers).await
+}
+
+/// Every file of an item as one ZIP, as `/items/{id}/zip` sends it.
+async fn get_zip(
+    State(app): State<App>,
+    _user: CurrentUser,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let item = items::find(&app, &id).await?;
+    content::serve_archive(&app, &item, &headers).await
 }
 
 #[derive(Deserialize)]
@@ -114,7 +139,7 @@ async fn create(
             .map_err(|e| AppError::BadRequest(e.body_text()))?;
         let expiry = items::expiry(app, q.expires.as_deref())?;
         let items = upload::multipart(app, &user, form, expiry, FormCsrf::Checked).await?;
-        return Ok(created(&items));
+        return Ok(created(&[items]));
     }
     raw(app, &user, q, req).await
 }

@@ -75,7 +75,38 @@ pub struct ItemCard {
     pub created_at: String,
     pub expires_at: Option<String>,
     pub content_url: String,
+    /// Set when the item holds several files: each, and all of them as a ZIP.
+    pub files: Vec<FileRow>,
+    pub zip_url: String,
     pub can_delete: bool,
+}
+
+/// One file of an item's card.
+pub struct FileRow {
+    pub name: String,
+    pub size_label: String,
+    pub url: String,
+    pub preview: bool,
+}
+
+impl FileRow {
+    /// The rows of an item of several files (none for one file or a note), each
+    /// linking to `url_of(n)`.
+    pub fn of(item: &Item, url_of: impl Fn(usize) -> String) -> Vec<Self> {
+        if item.files.len() < 2 {
+            return Vec::new();
+        }
+        item.files
+            .iter()
+            .enumerate()
+            .map(|(n, f)| Self {
+                name: f.name.clone(),
+                size_label: ByteSize(f.size.max(0) as u64).to_string(),
+                url: url_of(n),
+                preview: items::shows_file_preview(f),
+            })
+            .collect()
+    }
 }
 
 impl ItemCard {
@@ -94,6 +125,8 @@ impl ItemCard {
             created_at: rfc3339(item.created_at),
             expires_at: item.expires_at.map(rfc3339),
             content_url: views::content_path(&item.id),
+            files: FileRow::of(item, |n| views::file_path(&item.id, n)),
+            zip_url: views::zip_path(&item.id),
             can_delete: items::can_delete(item, viewer),
         }
     }

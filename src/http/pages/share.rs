@@ -1,5 +1,6 @@
 //! The public side of share links, for people without an account: the link's page
-//! (with its password form) and the download.
+//! (with its password form) and the downloads: the whole item, one of its files,
+//! or all of them as a ZIP.
 
 use askama::Template;
 use axum::Form;
@@ -10,7 +11,7 @@ use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::layout::render;
+use super::layout::{FileRow, render};
 use crate::app::shares::{self, Attempt};
 use crate::app::{App, items};
 use crate::domain::ByteSize;
@@ -27,6 +28,22 @@ pub fn router() -> Router<AppState> {
             "/s/{token}/content",
             get(public_download).post(public_download_with_password),
         )
+        .route(
+            "/s/{token}/files/{n}",
+            get(public_file).post(public_file_with_password),
+        )
+        .route(
+            "/s/{token}/zip",
+            get(public_zip).post(public_zip_with_password),
+        )
+}
+
+/// Which download of a shared item a request asks for.
+#[derive(Clone)]
+enum Part {
+    Whole,
+    File(String),
+    Zip,
 }
 
 #[derive(Template)]
@@ -41,6 +58,8 @@ struct SharePage {
     text: String,
     name: String,
     size_label: String,
+    /// Set when the item holds several files.
+    files: Vec<FileRow>,
     password: Option<String>,
 }
 
@@ -56,6 +75,7 @@ impl SharePage {
             text: String::new(),
             name: String::new(),
             size_label: String::new(),
+            files: Vec::new(),
             password: None,
         }
     }
@@ -136,6 +156,8 @@ async fn show(app: &App, token: &str, attempt: Option<Attempt>) -> Result<Respon
     } else {
         page.name = items::download_name(&item).as_str().to_string();
         page.size_label = ByteSize(item.size.max(0) as u64).to_string();
+        page.files = FileRow::of(&item, |n| format!("/s/{token}/files/{n}"));
+        page.text = item.note.clone().unwrap_or_default();
         page.password = password;
     }
     Ok(render(StatusCode::OK, &page))
@@ -146,9 +168,7 @@ async fn public_download(
     Path(token): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    download(&app, &token, &headers, None)
-        .await
-        .unwrap_or_else(|e| public_error(&token, e))
+    download(&app, &token, &headers, None, Part::Whole).await
 }
 
 async fn public_download_with_password(
@@ -158,11 +178,57 @@ async fn public_download_with_password(
     headers: HeaderMap,
     req: Request,
 ) -> Response {
-    let sent = async {
-        let attempt = attempt(&state, ip, req).await?;
-        download(&state.app, &token, &headers, Some(attempt)).await
-    };
-    sent.await.unwrap_or_else(|e| public_error(&token, e))
+    with_password(&state, &token, ip, &headers, req, Part::Whole).await
+}
+
+async fn public_file(
+    State(app): State<App>,
+    Path((token, n)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    download(&app, &token, &headers, None, Part::File(n)).await
+}
+
+async fn public_file_with_password(
+    State(state): State<AppState>,
+    Path((token, n)): Path<(String, String)>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    req: Request,
+) -> Response {
+    with_password(&state, &token, ip, &headers, req, Part::File(n)).await
+}
+
+async fn public_zip(
+    State(app): State<App>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    download(&app, &token, &headers, None, Part::Zip).await
+}
+
+async fn public_zip_with_password(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    req: Request,
+) -> Response {
+    with_password(&state, &token, ip, &headers, req, Part::Zip).await
+}
+
+async fn with_password(
+    state: &AppState,
+    token: &str,
+    ip: std::net::IpAddr,
+    headers: &HeaderMap,
+    req: Request,
+    part: Part,
+) -> Response {
+    match attempt(state, ip, req).await {
+        Ok(attempt) => download(&state.app, token, headers, Some(attempt), part).await,
+        Err(e) => public_error(token, e),
+    }
 }
 
 async fn download(
@@ -170,7 +236,21 @@ async fn download(
     token: &str,
     headers: &HeaderMap,
     attempt: Option<Attempt>,
-) -> Result<Response> {
-    let item = shares::authorize_download(app, token, attempt, continues_download(headers)).await?;
-    content::serve(app, &item, headers).await
+    part: Part,
+) -> Response {
+    let sent = async {
+        // A file that is not there is refused before the download is counted.
+        let item = shares::resolve(app, token).await?.1;
+        if let Part::File(n) = &part {
+            items::file_of(&item, n)?;
+        }
+        let item =
+            shares::authorize_download(app, token, attempt, continues_download(headers)).await?;
+        match &part {
+            Part::Whole => content::serve(app, &item, headers).await,
+            Part::File(n) => content::serve_file(app, &items::file_of(&item, n)?, headers).await,
+            Part::Zip => content::serve_archive(app, &item, headers).await,
+        }
+    };
+    sent.await.unwrap_or_else(|e| public_error(token, e))
 }
