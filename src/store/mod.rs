@@ -6,6 +6,7 @@
 
 mod cache;
 pub mod dump;
+mod errors;
 mod items;
 mod lease;
 mod links;
@@ -28,6 +29,7 @@ use sqlx::sqlite::{
 };
 
 pub use cache::{FRESH_FOR, ItemsPage, ReadCache};
+pub use errors::is_unavailable;
 pub use links::Session as LinkedSession;
 pub use models::*;
 pub use sessions::NewSession;
