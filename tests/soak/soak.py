@@ -148,6 +148,11 @@ def print_subscribers(subs, counts):
           f"{sum(s.out_of_order for s in subs)} out of order")
     print(f"  resyncs: {resyncs} on {sum(1 for s in subs if s.resyncs)} subscribers, "
           f"{sum(len(s.reloads) for s in subs)} reloads that succeeded")
+    lags = sorted(x for s in subs for x in s.lags)
+    if lags:
+        print(f"  reading lag (an item.created read this long after the item was made): "
+              f"p50 {lags[len(lags) // 2]:.1f} s, max {lags[-1]:.1f} s; a stream that hangs up before "
+              f"reading a resync drops it unread and replays what it missed after its Last-Event-ID")
     for name, start, end in counts["windows"]:
         if name == "PostgreSQL restart" and end is not None:
             across = [s for s in subs if s.open_across(start, end + RESYNC_WITHIN)]

@@ -10,6 +10,7 @@ import asyncio
 import json
 import random
 import time
+from datetime import datetime
 
 import aiohttp
 
@@ -46,6 +47,7 @@ class Subscriber:
         self.out_of_order = 0  # events whose id is below one already received
         self.max_id = 0
         self.events = 0  # every event received: item events and resyncs
+        self.lags = []  # seconds from each item's created_at to reading its item.created
         self.connects = 0
         self.sentinel = None
         self.connected = asyncio.Event()
@@ -118,7 +120,10 @@ class Subscriber:
     async def dispatch(self, event, data):
         self.events += 1
         if event == "item.created":
-            self.created.add(json.loads(data)["id"])
+            item = json.loads(data)
+            self.created.add(item["id"])
+            created = datetime.fromisoformat(item["created_at"].replace("Z", "+00:00")).timestamp()
+            self.lags.append(time.time() - created)
         elif event == "resync":
             self.resyncs.append(time.monotonic())
             # Reload the feed, as the page does, retrying while the server cannot
