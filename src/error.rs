@@ -35,8 +35,12 @@ pub enum AppError {
     InsufficientStorage,
     #[error("the service is shutting down or not ready")]
     Unavailable,
+    /// The database is away or too busy for now (restarting, connection lost, no
+    /// connection free in time, SQLite locked): the request may be retried.
+    #[error("database unavailable, try again")]
+    DatabaseUnavailable(#[source] sqlx::Error),
     #[error(transparent)]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -57,7 +61,7 @@ impl AppError {
             Self::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             Self::TooManyRequests { .. } => "too_many_requests",
             Self::InsufficientStorage => "insufficient_storage",
-            Self::Unavailable => "unavailable",
+            Self::Unavailable | Self::DatabaseUnavailable(_) => "unavailable",
             Self::Database(_) | Self::Internal(_) => "internal",
         }
     }
@@ -68,6 +72,18 @@ impl AppError {
             Self::Database(sqlx::Error::RowNotFound) => "not found".into(),
             Self::Database(_) | Self::Internal(_) => "internal server error".into(),
             other => other.to_string(),
+        }
+    }
+}
+
+/// Every database error becomes an `AppError` here, sorted once: a database that
+/// is away for now (`store::is_unavailable`) from a fault.
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        if crate::store::is_unavailable(&e) {
+            Self::DatabaseUnavailable(e)
+        } else {
+            Self::Database(e)
         }
     }
 }

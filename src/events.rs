@@ -163,8 +163,12 @@ async fn listen(
                     return;
                 };
                 listener = again;
-                tracing::info!("listening for PostgreSQL notifications again");
-                let _ = tx.send(LiveEvent::Resync);
+                // No receivers is not an error: no stream is open.
+                let told = tx.send(LiveEvent::Resync).unwrap_or(0);
+                tracing::info!(
+                    streams = told,
+                    "listening for PostgreSQL notifications again; open streams told to resync"
+                );
             }
         }
     }

@@ -108,9 +108,6 @@ impl Application {
             state,
         } = self;
         let addr = listener.local_addr()?;
-        if let Err(e) = announce_setup(&state.app, addr).await {
-            tracing::warn!(error = ?e, "cannot check for a first user (is the schema migrated?)");
-        }
         let token = state.shutdown.clone();
         let grace = state.app.settings().shutdown_grace;
 
@@ -127,6 +124,17 @@ impl Application {
             ))
         });
         let sweeper = tokio::spawn(sweeper::run(state.app.clone(), token.clone()));
+        // Beside serving, not before it: with the database away or every connection
+        // taken, this query waits the pool's 10 s, and until serving starts no probe
+        // (not even /healthz) is answered.
+        let setup = tokio::spawn({
+            let app = state.app.clone();
+            async move {
+                if let Err(e) = announce_setup(&app, addr).await {
+                    tracing::warn!(error = ?e, "cannot check for a first user (is the schema migrated?)");
+                }
+            }
+        });
         tracing::info!(%addr, backend = state.app.store().backend(), version = crate::VERSION, "ferry is listening");
 
         tokio::select! {
@@ -148,6 +156,7 @@ impl Application {
             );
         }
         sweeper.abort();
+        setup.abort();
         state.app.close().await;
         tracing::info!("stopped");
         Ok(())

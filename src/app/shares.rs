@@ -69,9 +69,14 @@ pub async fn create(
         revoked_at: None,
     };
     let token = random_token();
-    app.store()
+    // Deleted between the look-up above and this insert: as if never found.
+    if !app
+        .store()
         .create_share(&share, &token_hash(&token))
-        .await?;
+        .await?
+    {
+        return Err(AppError::NotFound);
+    }
     Ok((share, token))
 }
 

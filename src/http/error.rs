@@ -13,6 +13,9 @@ use crate::error::AppError;
 
 /// Seconds a client waits before retrying a resource that another request holds.
 const LOCKED_RETRY_AFTER: u64 = 2;
+/// Seconds a client waits before retrying while the database is away: about what
+/// a PostgreSQL restart takes.
+const DATABASE_RETRY_AFTER: u64 = 5;
 
 pub fn status(e: &AppError) -> StatusCode {
     match e {
@@ -29,15 +32,18 @@ pub fn status(e: &AppError) -> StatusCode {
         AppError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
         AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
         AppError::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
-        AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        AppError::Unavailable | AppError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         AppError::Database(sqlx::Error::RowNotFound) => StatusCode::NOT_FOUND,
         AppError::Database(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
-/// Log what the client is not told: failures of the server itself.
+/// Log what the client is not told: failures of the server itself, and (as a
+/// warning) each request the database was away for.
 fn log(e: &AppError, status: StatusCode) {
-    if status.is_server_error()
+    if let AppError::DatabaseUnavailable(cause) = e {
+        tracing::warn!(error = %cause, "database unavailable");
+    } else if status.is_server_error()
         && status != StatusCode::SERVICE_UNAVAILABLE
         && status != StatusCode::INSUFFICIENT_STORAGE
     {
@@ -54,6 +60,9 @@ fn add_headers(e: &AppError, response: &mut Response) {
         }
         AppError::Locked(_) => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(LOCKED_RETRY_AFTER));
+        }
+        AppError::DatabaseUnavailable(_) => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(DATABASE_RETRY_AFTER));
         }
         AppError::RangeNotSatisfiable { len } => {
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
@@ -112,7 +121,9 @@ impl IntoResponse for PageError {
         }
         let status = status(&e);
         log(&e, status);
-        if status.is_server_error() {
+        // Only a fault's page hides its message; "try again" and "no space" are
+        // for the reader.
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
             return (status, Html("<!doctype html><title>Error</title><h1>Something went wrong</h1><p>The error was logged.</p>"))
                 .into_response();
         }

@@ -111,11 +111,12 @@ async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Option<Si
     }
 }
 
-/// The signed-in user, if any.
+/// The signed-in user, if any. Pages use it, so what fails (the database away)
+/// is answered as a page.
 pub struct MaybeUser(pub Option<SignedIn>);
 
 impl FromRequestParts<AppState> for MaybeUser {
-    type Rejection = AppError;
+    type Rejection = PageError;
 
     async fn from_request_parts(
         parts: &mut Parts,
@@ -124,7 +125,7 @@ impl FromRequestParts<AppState> for MaybeUser {
         match CurrentUser::from_request_parts(parts, state).await {
             Ok(CurrentUser(user)) => Ok(Self(Some(user))),
             Err(AppError::Unauthorized) => Ok(Self(None)),
-            Err(e) => Err(e),
+            Err(e) => Err(PageError(e)),
         }
     }
 }

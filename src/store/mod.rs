@@ -6,6 +6,7 @@
 
 mod cache;
 pub mod dump;
+mod errors;
 mod item_files;
 mod items;
 mod lease;
@@ -29,6 +30,7 @@ use sqlx::sqlite::{
 };
 
 pub use cache::{FRESH_FOR, ItemsPage, ReadCache};
+pub use errors::is_unavailable;
 pub use links::Session as LinkedSession;
 pub use models::*;
 pub use sessions::NewSession;

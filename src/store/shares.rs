@@ -3,8 +3,10 @@
 use super::*;
 
 impl Store {
-    pub async fn create_share(&self, share: &Share, token_hash: &str) -> sqlx::Result<()> {
-        on_pool!(self, |pool| {
+    /// Record a share link; false when its item is gone (deleted since the caller
+    /// looked it up).
+    pub async fn create_share(&self, share: &Share, token_hash: &str) -> sqlx::Result<bool> {
+        let inserted = on_pool!(self, |pool| {
             sqlx::query(
             "insert into shares (id, item_id, token_hash, created_by, created_at, expires_at, max_downloads, downloads, password_hash) \
              values ($1, $2, $3, $4, $5, $6, $7, 0, $8)"
@@ -20,7 +22,11 @@ impl Store {
         .execute(pool)
         .await
         .map(|_| ())
-        })
+        });
+        match inserted {
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Ok(false),
+            other => other.map(|()| true),
+        }
     }
 
     pub async fn share_by_token(&self, token_hash: &str) -> sqlx::Result<Option<Share>> {

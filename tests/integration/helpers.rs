@@ -296,6 +296,16 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Self {
+        Self::spawn_after(backend, configure, async |_| ()).await.0
+    }
+
+    /// Like `spawn_with`, but `before_serving` runs on the built app's store before
+    /// the server starts (to start it on a busy database, say); returns its result.
+    pub async fn spawn_after<T>(
+        backend: Backend,
+        configure: impl FnOnce(&mut Settings),
+        before_serving: impl AsyncFnOnce(&Store) -> T,
+    ) -> (Self, T) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut settings = settings_for(backend, dir.path()).await;
         configure(&mut settings);
@@ -304,6 +314,7 @@ impl TestApp {
         let app = Application::build(settings).await.expect("build app");
         let addr = app.local_addr().expect("addr");
         let core = app.app().clone();
+        let prepared = before_serving(core.store()).await;
         let state = TestState {
             store: core.store().clone(),
             settings: Arc::new(core.settings().clone()),
@@ -314,7 +325,7 @@ impl TestApp {
         let task = tokio::spawn(app.run_until(async move {
             let _ = stopped.await;
         }));
-        Self {
+        let app = Self {
             addr,
             base: format!("http://{addr}"),
             state,
@@ -324,7 +335,8 @@ impl TestApp {
             stop: Some(stop),
             task: Some(task),
             _dir: dir,
-        }
+        };
+        (app, prepared)
     }
 
     /// An app whose files are in `store`: for Garage, a bucket of its own.

@@ -1,6 +1,8 @@
 //! Readiness while a part fails: the database stopped, busy or slow, the data
 //! directory hung. `/readyz` must answer within a probe's timeout and name the
 //! part, `/healthz` stays 200, and `ferry healthcheck` says the same in words.
+//! Requests that need a database which is away answer 503 with Retry-After (not
+//! 500), and nothing stored before is lost.
 
 use std::time::Duration;
 
@@ -11,7 +13,11 @@ use crate::both_backends;
 use crate::helpers::{Backend, SseStream, TestApp, skip_postgres};
 use crate::own_postgres::OwnPostgres;
 
-both_backends!(busy_database_is_reported, hung_data_directory_is_reported);
+both_backends!(
+    busy_database_is_reported,
+    hung_data_directory_is_reported,
+    requests_while_the_database_is_away_are_503
+);
 
 /// The healthcheck's own timeout. A probe that hears nothing within it can only
 /// report a time-out; Kubernetes' default (1 s) is shorter still, which is why
@@ -20,17 +26,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// `/readyz` answers 503 before the probe gives up; returns the reason it gives.
 async fn not_ready(app: &TestApp) -> String {
-    not_ready_within(app, PROBE_TIMEOUT).await
-}
-
-/// The same, with a longer wait. With every pool connection taken, about one run in
-/// ten on a loaded machine has the first `/readyz` answer after 8.7 s instead of
-/// 0.75 s: the handler starts late, not the readiness deadline (still unexplained,
-/// noted for a later look). Until that is found the busy case waits longer, so the
-/// suite stays reliable; the healthcheck's 3 s check below still runs as is.
-async fn not_ready_within(app: &TestApp, wait: Duration) -> String {
     let res = reqwest::Client::builder()
-        .timeout(wait)
+        .timeout(PROBE_TIMEOUT)
         .build()
         .expect("client")
         .get(app.url("/readyz"))
@@ -150,13 +147,27 @@ async fn next_named(events: &mut SseStream, name: &str, wait: Duration) -> bool 
 /// Every connection taken (slow requests): readiness says the database is busy
 /// instead of waiting the pool's 10 s. On PostgreSQL also a query that hangs on a
 /// lock: readiness says the database is too slow.
+///
+/// The server starts with every connection already taken. It used to look for a
+/// first user before it served anything, so it answered no probe, `/healthz`
+/// included, until that query gave up after the pool's 10 s: the first `/readyz`
+/// of a server started on a busy (or unreachable) database came 8 to 10 s late.
+/// The 3 s bound is generous beside the 750 ms readiness deadline (timing is for
+/// benchmarks), and far below that wait.
 async fn busy_database_is_reported(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let held: Box<dyn std::any::Any + Send> = match &app.state.store {
-        Store::Sqlite { pool, .. } => Box::new(take_every_connection(pool).await),
-        Store::Postgres { pool, .. } => Box::new(take_every_connection(pool).await),
-    };
-    let reason = not_ready_within(&app, Duration::from_secs(15)).await;
+    let (app, held) = TestApp::spawn_after(
+        backend,
+        |_| {},
+        async |store: &Store| {
+            let held: Box<dyn std::any::Any + Send> = match store {
+                Store::Sqlite { pool, .. } => Box::new(take_every_connection(pool).await),
+                Store::Postgres { pool, .. } => Box::new(take_every_connection(pool).await),
+            };
+            held
+        },
+    )
+    .await;
+    let reason = not_ready(&app).await;
     assert!(reason.starts_with("database busy"), "{reason}");
     assert_alive(&app).await;
     let (code, said) = healthcheck(&app).await;
@@ -258,4 +269,180 @@ impl Drop for UnblockOnDrop {
             .open(&self.0);
         let _ = std::fs::remove_file(&self.0);
     }
+}
+
+/// What keeps the database from answering for a while: PostgreSQL stopped (a
+/// restart or an outage), or on SQLite another process holding the write lock
+/// past the busy timeout.
+enum Outage {
+    Stopped(OwnPostgres),
+    Locked(sqlx::SqliteConnection),
+}
+
+/// Uploads, notes, page loads and API listings while the database is away are 503
+/// "try again" with Retry-After, pages as a page; a refused upload leaves no file.
+/// Once it is back everything works and what was stored before is still there.
+async fn requests_while_the_database_is_away_are_503(backend: Backend) {
+    let mut own_postgres = None;
+    let app = match backend {
+        Backend::Postgres => {
+            // Its own server: stopping the shared cluster would fail every other test.
+            let postgres = OwnPostgres::start().await;
+            let url = postgres.url();
+            own_postgres = Some(postgres);
+            TestApp::spawn_with(backend, |s| s.database_url = Secret::new(url)).await
+        }
+        Backend::Sqlite => TestApp::spawn(backend).await,
+    };
+    let token = app.user_with_token("ops", false).await;
+    let (browser, _csrf) = app.login("ops", "password123").await;
+    let note = app.post_note(&token, "written before").await;
+    let file_bytes = b"a file stored before the outage".to_vec();
+    let res = app.upload(&token, "before.txt", file_bytes.clone()).await;
+    assert_eq!(res.status(), 201);
+    let file: serde_json::Value = res.json().await.expect("json");
+    let blobs_before = app.blob_files().len();
+
+    let outage = match (&app.state.store, own_postgres) {
+        (Store::Postgres { .. }, Some(mut postgres)) => {
+            postgres.stop().await;
+            Outage::Stopped(postgres)
+        }
+        (Store::Sqlite { path, .. }, _) => Outage::Locked(hold_write_lock(path).await),
+        _ => unreachable!("a PostgreSQL app runs on its own server"),
+    };
+
+    // Run at once: each waits out the pool's or SQLite's own timeout (10 s).
+    let client = reqwest::Client::new();
+    let (upload, note_post, page, listing) = tokio::join!(
+        app.upload(&token, "during.txt", vec![7; 64 * 1024]),
+        client
+            .post(app.url("/api/items"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "text": "written during" }))
+            .send(),
+        browser.get(app.url("/")).send(),
+        client.get(app.url("/api/items")).bearer_auth(&token).send(),
+    );
+    assert_api_unavailable(upload, "upload").await;
+    assert_api_unavailable(note_post.expect("note"), "note").await;
+    let (page, listing) = (page.expect("page"), listing.expect("listing"));
+    match outage {
+        // Stopped: nothing can be read either.
+        Outage::Stopped(_) => {
+            assert_page_unavailable(page).await;
+            assert_api_unavailable(listing, "listing").await;
+        }
+        // WAL: readers go on beside a writer; only writes wait for the lock.
+        Outage::Locked(_) => {
+            assert_eq!(page.status(), 200, "page while locked");
+            assert_eq!(listing.status(), 200, "listing while locked");
+        }
+    }
+    assert_eq!(
+        app.blob_files().len(),
+        blobs_before,
+        "a refused upload left its file"
+    );
+    assert!(app.temp_files().is_empty(), "{:?}", app.temp_files());
+
+    // The server is kept until the app has stopped, which still uses it.
+    let mut restarted = None;
+    match outage {
+        Outage::Stopped(mut postgres) => {
+            postgres.restart().await;
+            wait_ready(&app).await;
+            restarted = Some(postgres);
+        }
+        Outage::Locked(mut locker) => {
+            sqlx::query("rollback")
+                .execute(&mut locker)
+                .await
+                .expect("unlock");
+        }
+    }
+    let res = app.upload(&token, "after.txt", b"back".to_vec()).await;
+    assert_eq!(res.status(), 201);
+    let after = app.post_note(&token, "written after").await;
+    let page = browser.get(app.url("/")).send().await.expect("page");
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.expect("page body");
+    assert!(page.contains("written before") && page.contains("written after"));
+    let listing: serde_json::Value = client
+        .get(app.url("/api/items"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("listing")
+        .json()
+        .await
+        .expect("json");
+    let ids: Vec<&str> = listing["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["id"].as_str())
+        .collect();
+    for id in [&note["id"], &file["id"], &after["id"]] {
+        assert!(ids.contains(&id.as_str().expect("id")), "{id} listed");
+    }
+    assert_eq!(ids.len(), 4, "nothing written during the outage: {ids:?}");
+    let content = client
+        .get(app.url(&format!(
+            "/items/{}/content",
+            file["id"].as_str().expect("id")
+        )))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(content.status(), 200);
+    assert_eq!(
+        content.bytes().await.expect("bytes").as_ref(),
+        &file_bytes[..]
+    );
+    app.stop().await;
+    drop(restarted);
+}
+
+/// Another connection to the SQLite file takes the write lock and keeps it.
+async fn hold_write_lock(path: &std::path::Path) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .expect("a second connection to the database");
+    sqlx::query("begin immediate")
+        .execute(&mut conn)
+        .await
+        .expect("take the write lock");
+    conn
+}
+
+fn retry_after(res: &reqwest::Response) -> u64 {
+    res.headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After of whole seconds")
+}
+
+async fn assert_api_unavailable(res: reqwest::Response, what: &str) {
+    assert_eq!(res.status(), 503, "{what}");
+    assert!(retry_after(&res) > 0, "{what}");
+    let body: serde_json::Value = res.json().await.expect("a JSON error");
+    assert_eq!(body["error"], "unavailable", "{what}: {body}");
+    assert_eq!(body["message"], "database unavailable, try again", "{what}");
+}
+
+async fn assert_page_unavailable(res: reqwest::Response) {
+    assert_eq!(res.status(), 503);
+    assert!(retry_after(&res) > 0);
+    let kind = res.headers()["content-type"]
+        .to_str()
+        .expect("type")
+        .to_owned();
+    assert!(kind.starts_with("text/html"), "{kind}");
+    let page = res.text().await.expect("page");
+    assert!(page.contains("database unavailable, try again"), "{page}");
 }

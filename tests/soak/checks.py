@@ -86,21 +86,48 @@ async def feed(session, nginx_url, ledger, sentinel):
     return listed, unanswered, problems
 
 
-def subscribers(subs, ledger):
-    problems = []
+def subscribers(subs, ledger, log):
+    """Exact, against the events table (`log`: (id, kind, item id) up to the closing
+    note's event): each subscriber received every event, or missed some and then
+    got a resync and a reload that covers each of them. A reload covers a missed
+    item.created when it lists the item, or when it started after the item's
+    DELETE was sent (the item is rightly absent); a missed item.deleted when it
+    started after the DELETE was sent and does not list the item. An item exists
+    until its delete commits, and a reload that started after the DELETE was sent
+    and still does not list it began after that commit. Every reload follows a
+    resync. Returns (problems, total events missed and covered)."""
+    problems, covered_total = [], 0
+    ids = {event_id for event_id, _, _ in log}
     for s in subs:
-        created, deleted = s.missing(ledger)
-        if created or deleted:
-            problems.append(f"subscriber {s.n} (last id {s.last_id}, {len(s.resyncs)} resyncs, "
-                            f"{s.connects} connections) missed {len(created)} created "
-                            f"(e.g. {created[:3]}) and {len(deleted)} deleted (e.g. {deleted[:3]})")
-    return problems
+        uncovered, covered = [], 0
+        for event_id, kind, item in log:
+            if event_id in s.ids:
+                continue
+            sent = ledger.delete_sent.get(item, float("inf"))
+            if kind == "item.created":
+                ok = any(item in listed or start > sent for start, listed in s.reloads)
+            elif kind == "item.deleted":
+                ok = any(item not in listed and start > sent for start, listed in s.reloads)
+            else:
+                ok = False
+            if ok:
+                covered += 1
+            else:
+                uncovered.append(f"{event_id} {kind} {item}")
+        covered_total += covered
+        phantom = sorted(s.ids - ids)
+        if uncovered or phantom:
+            problems.append(f"subscriber {s.n} ({s.connects} connections, {len(s.resyncs)} resyncs, "
+                            f"{len(s.reloads)} reloads) missed {len(uncovered)} events no reload covers "
+                            f"(e.g. {uncovered[:3]}) and got {len(phantom)} ids not in the table "
+                            f"(e.g. {phantom[:3]})")
+    return problems, covered_total
 
 
 def event_order(subs):
     """A client resumes with the last id it saw (as EventSource does), so an event
     below it would be lost: the streams must send ids in order, each once."""
-    return [f"subscriber {s.n}: {s.out_of_order} events out of order, {s.duplicates} repeated"
+    return [f"subscriber {s.n}: {s.out_of_order} events out of order, {s.duplicates} received twice"
             for s in subs if s.out_of_order or s.duplicates]
 
 

@@ -146,11 +146,14 @@ class Stats:
 
     def error(self, kind, started, status, detail="", allowed_in_fault=True):
         """A failed request. Outside a fault window (or when the fault does not excuse
-        it), it is unexpected and fails the run."""
+        it), it is unexpected and fails the run. A 500 is never excused: a fault
+        outside Ferry (a replica killed, PostgreSQL restarting, a full disk) is 502
+        from nginx, 503 (try again) or 507, and a 500 is Ferry failing."""
         self.requests[kind] += 1
         end = time.monotonic()
         self.latency[kind].append(end - started)
-        fault = self.faults.active(started, end) if allowed_in_fault else None
+        excusable = allowed_in_fault and str(status) != "500"
+        fault = self.faults.active(started, end) if excusable else None
         self.errors[(kind, str(status), fault or "no fault")] += 1
         if not fault:
             self.unexpected.append((kind, str(status), detail[:300]))

@@ -81,7 +81,9 @@ async def soak(stack: Stack, load_secs, subscriber_count, seed):
             session, replica_urls, ledger, stack.data / "blobs")
         listed, unanswered, problems["feed lists exactly the kept items"] = await checks.feed(
             session, url, ledger, sentinel)
-        problems["every subscriber saw every event (or a resync)"] = checks.subscribers(subs, ledger)
+        log = stack.event_log(sentinel)
+        problems["every subscriber saw every event (or a resync, then a reload with it)"], covered = \
+            checks.subscribers(subs, ledger, log)
         problems["events came once each, in id order"] = checks.event_order(subs)
     orphans = checks.orphan_blobs(stack.data / "blobs", listed | {sentinel})
     codes = stack.stop_replicas()
@@ -90,7 +92,8 @@ async def soak(stack: Stack, load_secs, subscriber_count, seed):
     problems["no error without a fault to explain it"] = [
         f"{kind}: {status} {detail}" for kind, status, detail in stats.unexpected]
     report(stack, stats, ledger, subs, injected, problems,
-           {"kept": kept, "deleted": gone, "unanswered": len(unanswered), "orphans": len(orphans)})
+           {"kept": kept, "deleted": gone, "unanswered": len(unanswered), "orphans": len(orphans),
+            "events": len(log), "covered": covered, "windows": faults.windows})
     return not any(problems.values())
 
 
@@ -110,10 +113,7 @@ def report(stack, stats, ledger, subs, injected, problems, counts):
     print("faults injected:")
     for line in injected:
         print(f"  {line}")
-    events = sum(s.events for s in subs)
-    print(f"subscribers: {len(subs)}, {sum(s.connects for s in subs)} connections, {events} events, "
-          f"{sum(len(s.resyncs) for s in subs)} resyncs, {sum(s.duplicates for s in subs)} duplicates, "
-          f"{sum(s.out_of_order for s in subs)} out of order")
+    print_subscribers(subs, counts)
     print(f"items: {len(ledger.created)} created (201), {counts['kept']} kept, {counts['deleted']} deleted (204), "
           f"{counts['unanswered']} created without an answer, {counts['orphans']} orphaned files in blobs/")
     print("checks:")
@@ -123,6 +123,42 @@ def report(stack, stats, ledger, subs, injected, problems, counts):
             print(f"         {p}")
     lost = sum(len(v) for k, v in problems.items() if k.startswith(("kept", "deleted", "feed", "every")))
     print(f"lost: {lost}" if not any(problems.values()) else f"FAILED ({lost} items lost or wrong)")
+
+
+# A replica re-listens for notifications within about a second of PostgreSQL's
+# return; a stream open until this long after the restart should have its resync.
+RESYNC_WITHIN = 5.0
+
+
+def print_subscribers(subs, counts):
+    """The subscribers' figures, each with what it counts: a resync comes only to a
+    stream that was open while its replica lost and regained the notification
+    connection (PostgreSQL restarting), or whose replay could not be read. A stream
+    that reconnects replays from the database after its Last-Event-ID, so a
+    subscriber needs a resync only for events sent while it was connected."""
+    table = counts["events"]
+    item_events = sum(len(s.ids) for s in subs)
+    resyncs = sum(len(s.resyncs) for s in subs)
+    print(f"subscribers: {len(subs)}, {sum(s.connects for s in subs)} connections; "
+          f"{sum(s.events for s in subs)} events received = {item_events} item events "
+          f"({table} in the events table x {len(subs)} subscribers, less {table * len(subs) - item_events} "
+          f"missed) + {resyncs} resyncs")
+    print(f"  missed events: {table * len(subs) - item_events}, {counts['covered']} of them covered by a "
+          f"reload after a resync; {sum(s.duplicates for s in subs)} received twice, "
+          f"{sum(s.out_of_order for s in subs)} out of order")
+    print(f"  resyncs: {resyncs} on {sum(1 for s in subs if s.resyncs)} subscribers, "
+          f"{sum(len(s.reloads) for s in subs)} reloads that succeeded")
+    lags = sorted(x for s in subs for x in s.lags)
+    if lags:
+        print(f"  reading lag (an item.created read this long after the item was made): "
+              f"p50 {lags[len(lags) // 2]:.1f} s, max {lags[-1]:.1f} s; a stream that hangs up before "
+              f"reading a resync drops it unread and replays what it missed after its Last-Event-ID")
+    for name, start, end in counts["windows"]:
+        if name == "PostgreSQL restart" and end is not None:
+            across = [s for s in subs if s.open_across(start, end + RESYNC_WITHIN)]
+            told = sum(1 for s in across if any(start <= t for t in s.resyncs))
+            print(f"  streams open from before the PostgreSQL restart until {RESYNC_WITHIN:.0f} s after it: "
+                  f"{len(across)}, {told} of them told to resync")
 
 
 def main():

@@ -8,6 +8,7 @@ the faults: SIGKILL and restart of a replica, a PostgreSQL restart, a full disk.
 import errno
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -201,6 +202,22 @@ class Stack:
 
     def restart_postgres(self):
         self.pg.restart()
+
+    def event_log(self, last_item):
+        """The events table, read from the database itself: (id, kind, item id) of
+        every event up to `last_item`'s item.created, in id order."""
+        sql = ("select id, kind, item_id from events where id <= (select max(id) from events "
+               "where kind = 'item.created' and item_id = '{0}') order by id").format(last_item.replace("'", ""))
+        if self.pg:
+            out = native.run([str(native.PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.pg.port), "-U",
+                              "postgres", "-d", "ferry", "-X", "-A", "-t", "-F", "\t", "-c", sql]).stdout
+            rows = [line.split("\t") for line in out.splitlines() if line]
+            return [(int(i), kind, item) for i, kind, item in rows]
+        db = sqlite3.connect(f"file:{self.data / 'ferry.db'}?mode=ro", uri=True)
+        try:
+            return [(int(i), kind, item) for i, kind, item in db.execute(sql)]
+        finally:
+            db.close()
 
     def stop_replicas(self):
         """Clean stops; returns {name: exit code}."""

@@ -1,13 +1,16 @@
 """Live-update subscribers: a few hundred GET /events streams through nginx, each
 dropping its connection now and then (and losing it when a replica dies) and
 reconnecting with Last-Event-ID, as a browser's EventSource does. Each keeps a
-record of the item ids it was told about; on "resync" it reloads the whole feed
-with GET /api/items, as the page does, and remembers when."""
+record of the event ids it received, the time span of each of its streams, and
+each "resync": on one it reloads the whole feed with GET /api/items, as the page
+does, and keeps what that reload listed and when it started. checks.py compares
+the record with the events table."""
 
 import asyncio
 import json
 import random
 import time
+from datetime import datetime
 
 import aiohttp
 
@@ -35,14 +38,16 @@ class Subscriber:
         self.n, self.s, self.url, self.stats = n, session, url, stats
         self.rng = random.Random(seed)
         self.last_id = 0
-        self.created = set()  # ids from item.created events
-        self.deleted = set()  # ids from item.deleted events
-        self.listed = set()  # ids from the feed reloads after "resync"
-        self.resyncs = []  # monotonic start time of each reload
-        self.duplicates = 0  # item.created events received again
+        self.ids = set()  # event ids received, live or replayed
+        self.created = set()  # item ids from item.created events
+        self.resyncs = []  # monotonic time each "resync" event arrived
+        self.reloads = []  # (monotonic start, item ids listed) of each reload that succeeded
+        self.streams = []  # (monotonic open, close) of each stream that was answered 200
+        self.duplicates = 0  # events whose id was received before
         self.out_of_order = 0  # events whose id is below one already received
         self.max_id = 0
-        self.events = 0
+        self.events = 0  # every event received: item events and resyncs
+        self.lags = []  # seconds from each item's created_at to reading its item.created
         self.connects = 0
         self.sentinel = None
         self.connected = asyncio.Event()
@@ -63,7 +68,11 @@ class Subscriber:
                         self.stats.ok("events-connect", started)
                         self.connects += 1
                         self.connected.set()
-                        await self.read(r, min(deadline, time.monotonic() + self.rng.uniform(4, 20)))
+                        opened = time.monotonic()
+                        try:
+                            await self.read(r, min(deadline, opened + self.rng.uniform(4, 20)))
+                        finally:
+                            self.streams.append((opened, time.monotonic()))
                     r.close()
             except (aiohttp.ClientError, asyncio.TimeoutError) as e:
                 self.stats.error("events-stream", started, type(e).__name__, str(e))
@@ -98,8 +107,11 @@ class Subscriber:
                 continue
             if event_id is not None:
                 self.last_id = int(event_id)
-                if self.last_id < self.max_id:
+                if self.last_id in self.ids:
+                    self.duplicates += 1
+                elif self.last_id < self.max_id:
                     self.out_of_order += 1
+                self.ids.add(self.last_id)
                 self.max_id = max(self.max_id, self.last_id)
             if event:
                 await self.dispatch(event, "\n".join(data))
@@ -108,38 +120,29 @@ class Subscriber:
     async def dispatch(self, event, data):
         self.events += 1
         if event == "item.created":
-            item_id = json.loads(data)["id"]
-            if item_id in self.created:
-                self.duplicates += 1
-            self.created.add(item_id)
-        elif event == "item.deleted":
-            self.deleted.add(json.loads(data)["id"])
+            item = json.loads(data)
+            self.created.add(item["id"])
+            created = datetime.fromisoformat(item["created_at"].replace("Z", "+00:00")).timestamp()
+            self.lags.append(time.time() - created)
         elif event == "resync":
+            self.resyncs.append(time.monotonic())
             # Reload the feed, as the page does, retrying while the server cannot
             # answer (a resync often comes while the database is away). Only a
             # reload that succeeded covers the gap, from when it started.
             for _ in range(RELOAD_TRIES):
                 started = time.monotonic()
                 try:
-                    self.listed.update(await list_all(self.s, self.url))
+                    listed = frozenset(await list_all(self.s, self.url))
                     self.stats.ok("resync-reload", started)
-                    self.resyncs.append(started)
+                    self.reloads.append((started, listed))
                     return
                 except (aiohttp.ClientError, asyncio.TimeoutError, RuntimeError) as e:
                     self.stats.error("resync-reload", started, type(e).__name__, str(e))
                 await asyncio.sleep(0.5)
 
-    def missing(self, ledger):
-        """Items this subscriber was never told of, less those a reload excuses: an
-        item deleted before a reload started is rightly absent from it. Returns
-        (missing created ids, missing deleted ids)."""
-        seen = self.created | self.listed
-        last_reload = max(self.resyncs, default=None)
-        created = [i for i in ledger.created if i not in seen
-                   and not (last_reload and i in ledger.delete_sent and ledger.delete_sent[i] < last_reload)]
-        deleted = [i for i, t in ledger.deleted.items() if i not in self.deleted
-                   and not (last_reload and t < last_reload)]
-        return created, deleted
+    def open_across(self, start, end):
+        """Whether one of its streams was open from before `start` until after `end`."""
+        return any(a < start and b > end for a, b in self.streams)
 
 
 async def start_subscribers(count, session, url, stats, deadline, rng):
