@@ -220,7 +220,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 /// data directory, and no live streams.
 async fn open_app(settings: Settings) -> anyhow::Result<App> {
     let store = open_store(&settings).await?;
-    let blobs = Blobs::open(&settings.data_dir, settings.min_free_bytes)?;
+    let blobs = Blobs::open(&settings).await?;
     Ok(App::new(
         settings.into(),
         store,

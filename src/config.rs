@@ -229,6 +229,73 @@ settings! {
         }),
         help: "Internal nginx location prefix, e.g. /_protected/; downloads then answer with X-Accel-Redirect.",
     }
+    blob_store: BlobStoreKind {
+        default: "local",
+        expected: "local or s3",
+        parse: |s| match s {
+            "local" => Some(BlobStoreKind::Local),
+            "s3" => Some(BlobStoreKind::S3),
+            _ => None,
+        },
+        help: "Where uploaded files are kept: local (FERRY_DATA_DIR/blobs) or s3 (an S3-compatible object store, the FERRY_S3_* settings).",
+    }
+    s3_endpoint: Option<url::Url> {
+        default: "",
+        shown: "(unset)",
+        expected: "an http:// or https:// URL like http://127.0.0.1:3900",
+        parse: optional(|s| {
+            url::Url::parse(s)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.path() == "/")
+        }),
+        help: "The object store's S3 API URL, e.g. http://127.0.0.1:3900 (Garage) or https://s3.eu-west-1.amazonaws.com.",
+    }
+    s3_region: String {
+        default: "garage",
+        expected: "a region name like garage or eu-west-1",
+        parse: |s| (!s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')).then(|| s.to_string()),
+        help: "The region requests are signed for (Garage: its s3_region, by default garage).",
+    }
+    s3_bucket: Option<String> {
+        default: "",
+        shown: "(unset)",
+        expected: "a bucket name: 3 to 63 lowercase letters, digits, dots and hyphens",
+        parse: optional(|s| is_bucket_name(s).then(|| s.to_string())),
+        help: "The bucket that holds the files; it must exist, and the key must be allowed to read and write it.",
+    }
+    s3_prefix: String {
+        default: "",
+        shown: "(none)",
+        expected: "a key prefix of letters, digits and - _ . / without .. or a leading /",
+        parse: |s| {
+            (!s.starts_with('/')
+                && !s.split('/').any(|part| part == "." || part == "..")
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b)))
+            .then(|| s.trim_end_matches('/').to_string())
+        },
+        help: "Optional key prefix inside the bucket, e.g. ferry/, so several instances can share one bucket.",
+    }
+    s3_path_style: bool {
+        default: "true",
+        expected: "true or false",
+        parse: parse_bool,
+        help: "Path-style requests (ENDPOINT/BUCKET/KEY, as Garage and MinIO expect); false for virtual-hosted style (BUCKET.ENDPOINT/KEY).",
+    }
+    s3_access_key_id: Option<String> {
+        default: "",
+        shown: "(unset)",
+        expected: "an access key id",
+        parse: optional(|s| s.bytes().all(|b| b.is_ascii_graphic()).then(|| s.to_string())),
+        help: "The S3 access key id.",
+    }
+    s3_secret_access_key: Option<Redacted> {
+        secret: true,
+        default: "",
+        shown: "(unset)",
+        expected: "a secret access key",
+        parse: optional(|s| s.bytes().all(|b| b.is_ascii_graphic()).then(|| Redacted(Secret::new(s)))),
+        help: "The S3 secret access key; use FERRY_S3_SECRET_ACCESS_KEY_FILE for a compose or Docker secret. Never printed.",
+    }
     session_ttl: Duration {
         default: "30d",
         expected: "a duration like 12h or 30d, at most 3650d",
@@ -278,6 +345,27 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A secret printed as REDACTED whatever it looks like (the database URL's
+/// `Secret` shows everything but the password).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redacted(pub Secret);
+
+/// Where uploaded files are kept (`FERRY_BLOB_STORE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlobStoreKind {
+    Local,
+    S3,
+}
+
+/// S3's rules for bucket names, the part that matters for a URL and a path.
+fn is_bucket_name(s: &str) -> bool {
+    (3..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Pretty,
@@ -316,6 +404,9 @@ impl Settings {
         let mut errors = Vec::new();
         let raw = sources::collect_raw(&vars, &mut errors);
         let settings = parse(&raw, &mut errors);
+        if settings.blob_store == BlobStoreKind::S3 {
+            errors.extend(settings.s3_missing());
+        }
         if errors.is_empty() {
             Ok(settings)
         } else {
@@ -332,6 +423,31 @@ impl Settings {
             // Only the data dir is set and defaults are valid by construction.
             Err(errors) => panic!("default settings are invalid: {errors}"),
         }
+    }
+
+    /// What the S3 store still needs, one line per missing setting.
+    pub fn s3_missing(&self) -> Vec<String> {
+        let needs = |key: &str, what: &str| format!("FERRY_BLOB_STORE=s3 needs {key}: {what}");
+        let mut missing = Vec::new();
+        if self.s3_endpoint.is_none() {
+            missing.push(needs(
+                "FERRY_S3_ENDPOINT",
+                "the object store's URL, e.g. http://127.0.0.1:3900",
+            ));
+        }
+        if self.s3_bucket.is_none() {
+            missing.push(needs("FERRY_S3_BUCKET", "the bucket that holds the files"));
+        }
+        if self.s3_access_key_id.is_none() {
+            missing.push(needs("FERRY_S3_ACCESS_KEY_ID", "the key's id"));
+        }
+        if self.s3_secret_access_key.is_none() {
+            missing.push(needs(
+                "FERRY_S3_SECRET_ACCESS_KEY (or its _FILE form)",
+                "the key's secret",
+            ));
+        }
+        missing
     }
 
     pub fn is_postgres(&self) -> bool {

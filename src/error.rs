@@ -82,6 +82,7 @@ impl From<crate::blobs::UploadError> for AppError {
             UploadError::Body(msg) => {
                 Self::BadRequest(format!("the upload was interrupted or malformed: {msg}"))
             }
+            UploadError::Unavailable(_) => Self::Unavailable,
             UploadError::Io(e) => Self::Internal(e.into()),
         }
     }

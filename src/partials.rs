@@ -12,13 +12,10 @@
 //! the fsync and the record) is cut back to the offset by the next writer.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
-
-use crate::blobs::hex;
 
 const DATA: &str = "data";
 /// Appends reach the file in pieces of this size (see `blobs::WRITE_BUFFER`).
@@ -133,37 +130,13 @@ impl Partial {
         })
     }
 
-    /// SHA-256 of the whole data file. Read again at completion rather than kept
-    /// across requests: a hasher's state cannot be stored with the upload, and the
-    /// requests of one upload may reach different replicas.
-    pub async fn sha256(&self) -> io::Result<String> {
-        let path = self.data_path();
-        tokio::task::spawn_blocking(move || {
-            let mut file = File::open(path)?;
-            let mut hasher = Sha256::new();
-            let mut buf = vec![0u8; WRITE_BUFFER];
-            loop {
-                let n = file.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-            }
-            Ok(hex(&hasher.finalize()))
-        })
-        .await
-        .map_err(io::Error::other)?
-    }
-
-    /// Move the data file to `to` (a blob path on the same filesystem) and make
-    /// the move durable in both directories.
-    pub async fn move_data(&self, to: &Path) -> io::Result<()> {
-        move_durably(&self.data_path(), to).await
-    }
-
-    /// Put a blob back as the data file (its item could not be recorded).
-    pub async fn restore_data(&self, from: &Path) -> io::Result<()> {
-        move_durably(from, &self.data_path()).await
+    /// Remove the data file once its bytes are in the blob store (a store that
+    /// copies it leaves it here). A file already moved away is fine.
+    pub async fn remove_data(&self) -> io::Result<()> {
+        match tokio::fs::remove_file(self.data_path()).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Remove the directory and everything in it; the lock goes with the drop.
@@ -173,22 +146,6 @@ impl Partial {
             _ => Ok(()),
         }
     }
-}
-
-async fn move_durably(from: &Path, to: &Path) -> io::Result<()> {
-    tokio::fs::rename(from, to).await?;
-    let dirs: Vec<PathBuf> = [from, to]
-        .iter()
-        .filter_map(|p| p.parent().map(Path::to_path_buf))
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        for dir in dirs {
-            File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    })
-    .await
-    .map_err(io::Error::other)?
 }
 
 /// Bytes being appended to an upload by one request.
@@ -251,10 +208,6 @@ mod tests {
         let appender = held.append_at(10).await.expect("reopen");
         appender.discard().await.expect("discard");
         assert_eq!(held.len().await.expect("len"), Some(10));
-        assert_eq!(
-            held.sha256().await.expect("hash"),
-            crate::blobs::sha256_hex(b"hello, you")
-        );
         drop(held);
         assert_eq!(partials.ids().expect("ids"), vec![id]);
         let again = partials.lock(&id).await.expect("lock").expect("released");

@@ -51,7 +51,8 @@ impl Application {
                 "database schema is not up to date and FERRY_MIGRATE_ON_START=false; run `ferry migrate`"
             );
         }
-        let blobs = Blobs::open(&settings.data_dir, settings.min_free_bytes)?;
+        let blobs = Blobs::open(&settings).await?;
+        tracing::info!(store = %blobs.describe(), "files are kept in the {} store", blobs.kind());
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;

@@ -49,7 +49,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
             .context("bench user vanished")?,
     };
     // A token and a session as the account page and the login form make them.
-    let blobs = Blobs::open(&settings.data_dir, settings.min_free_bytes)?;
+    let blobs = Blobs::open(&settings).await?;
     let app = App::new(settings.into(), store.clone(), blobs, EventHub::detached());
     let token_name = format!("bench-{}", &random_token()[..8]);
     let token = accounts::create_token(&app, &user.id, &token_name).await?;

@@ -14,8 +14,8 @@ use super::App;
 /// left alone: requests should wait out a busy pool; only the probe gives up early.
 pub const READINESS_DEADLINE: Duration = Duration::from_millis(750);
 
-/// Ready for traffic: the database answers, the schema is current, and the data
-/// directory takes writes. The error names every failing part.
+/// Ready for traffic: the database answers, the schema is current, and the file
+/// store (the data directory, or the object store) takes writes. The error names every failing part.
 pub async fn readiness(app: &App) -> Result<(), String> {
     let deadline = Instant::now() + READINESS_DEADLINE;
     let (database, files) = tokio::join!(database(app, deadline), data_directory(app, deadline));
@@ -65,30 +65,10 @@ async fn database(app: &App, deadline: Instant) -> Result<(), String> {
     }
 }
 
-/// A write probe in the data directory, on the blocking pool. A directory that hangs
-/// (a stalled network mount) keeps the probe's thread; the next probes see that and
-/// report it instead of stranding one thread each.
+/// A write probe in the file store: the data directory, or the object store's
+/// bucket.
 async fn data_directory(app: &App, deadline: Instant) -> Result<(), String> {
-    let Some(probe) = app.blobs().begin_write_probe() else {
-        return Err(
-            "data directory is not answering: an earlier write probe is still waiting".into(),
-        );
-    };
-    let this = app.clone();
-    let task = tokio::task::spawn_blocking(move || {
-        let done = this.blobs().check_writable();
-        drop(probe);
-        done
-    });
-    match timeout_at(deadline, task).await {
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(e))) => Err(format!("data directory is not writable: {e}")),
-        Ok(Err(e)) => Err(format!("data directory check failed: {e}")),
-        Err(_) => Err(format!(
-            "data directory is not answering: a test write took over {}",
-            waited()
-        )),
-    }
+    app.blobs().check_ready(deadline, &waited()).await
 }
 
 fn short_db_error(e: &sqlx::Error) -> String {

@@ -130,14 +130,7 @@ pub struct ReceivedFile {
 impl Drop for ReceivedFile {
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
-            let blob = self.app.blobs().path(&id);
-            let returned = self
-                .return_to
-                .as_ref()
-                .is_some_and(|to| std::fs::rename(&blob, to).is_ok());
-            if !returned {
-                let _ = std::fs::remove_file(blob);
-            }
+            self.app.blobs().discard(&id, self.return_to.as_deref());
         }
     }
 }
@@ -217,8 +210,7 @@ where
     let mut upload = app
         .blobs()
         .start_upload(app.settings().max_upload_bytes, announced)
-        .await
-        .map_err(UploadError::from)?;
+        .await?;
     let outcome = async {
         while let Some(chunk) = body.try_next().await? {
             upload.write(chunk.as_ref()).await?;
@@ -230,11 +222,10 @@ where
         .upload_bytes
         .fetch_add(upload.size(), std::sync::atomic::Ordering::Relaxed);
     outcome?;
-    let id = uuid::Uuid::now_v7();
-    let stored = upload.commit(&id).await?;
+    let stored = upload.commit().await?;
     Ok(ReceivedFile {
         app: app.clone(),
-        id: Some(id),
+        id: Some(stored.id),
         name: DisplayName::clean(raw_name),
         size: stored.size,
         sha256: stored.sha256,
@@ -334,9 +325,28 @@ pub async fn read_file(
     count: u64,
 ) -> Result<crate::blobs::ByteStream> {
     let uuid = parse_item_id(&item.id).ok_or(AppError::NotFound)?;
-    app.blobs().read(&uuid, start, count).await.map_err(|e| {
-        tracing::error!(item = %item.id, error = ?e, "blob missing for a recorded item");
-        AppError::NotFound
+    app.blobs()
+        .read(&uuid, start, count)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                tracing::error!(item = %item.id, error = ?e, "blob missing for a recorded item");
+                AppError::NotFound
+            }
+            _ => {
+                tracing::error!(item = %item.id, error = ?e, "cannot read a file from the store");
+                AppError::Unavailable
+            }
+        })
+}
+
+/// Where nginx fetches a file item's bytes from, after FERRY_ACCEL_REDIRECT's
+/// prefix (see `Blobs::accel_target`).
+pub async fn accel_target(app: &App, item: &Item) -> Result<String> {
+    let uuid = parse_item_id(&item.id).ok_or(AppError::NotFound)?;
+    app.blobs().accel_target(&uuid).await.map_err(|e| {
+        tracing::error!(item = %item.id, error = ?e, "cannot sign a download for nginx");
+        AppError::Unavailable
     })
 }
 

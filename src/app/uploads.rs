@@ -273,19 +273,26 @@ async fn recover(app: &App, upload: &ResumableUpload, partial: &Partial) -> Resu
     let io = |e: std::io::Error| AppError::from(anyhow::Error::from(e));
     let uuid = upload_uuid(&upload.id)?;
     let received = upload.received as u64;
+    // Its item recorded, the row not yet marked: the bytes are in the blob store
+    // (moved there, or copied there and perhaps still here too).
+    if upload.completed_at.is_none() && app.store().item_exists(&upload.id).await? {
+        app.store()
+            .complete_upload(&upload.id, next_expiry(app))
+            .await?;
+        partial.remove_data().await.map_err(io)?;
+        return Ok(true);
+    }
     match partial.len().await.map_err(io)? {
         Some(len) if len >= received => return Ok(false),
         Some(_) => {}
         None => {
-            let blob = app.blobs().path(&uuid);
-            if tokio::fs::try_exists(&blob).await.map_err(io)? {
-                if app.store().item_exists(&upload.id).await? {
-                    app.store()
-                        .complete_upload(&upload.id, next_expiry(app))
-                        .await?;
-                    return Ok(true);
-                }
-                partial.restore_data(&blob).await.map_err(io)?;
+            // Moved into the blob store, but its item was never recorded.
+            if app
+                .blobs()
+                .take_back(&uuid, &partial.data_path())
+                .await
+                .map_err(io)?
+            {
                 return Ok(false);
             }
             if received == 0 {
@@ -315,8 +322,10 @@ async fn finish_detached(
         .map_err(|e| AppError::Internal(anyhow::anyhow!("completing an upload failed: {e}")))?
 }
 
-/// Every byte is here: hash the whole file, move it into the blob store and
-/// record the item, as a one-shot upload would.
+/// Every byte is here: hash the whole file, hand it to the blob store (the local
+/// store moves it; an object store streams a copy) and record the item, as a
+/// one-shot upload would. A copy's source is removed only once the item is
+/// recorded, so a crash in between leaves the upload to finish again.
 async fn finish(
     app: &App,
     user: &SignedIn,
@@ -325,22 +334,21 @@ async fn finish(
 ) -> Result<Appended> {
     let io = |e: std::io::Error| AppError::from(anyhow::Error::from(e));
     let uuid = upload_uuid(&upload.id)?;
-    let sha256 = partial.sha256().await.map_err(io)?;
     let expiry = Expiry::parse(&upload.item_expiry).map_err(AppError::BadRequest)?;
-    let blob = app.blobs().path(&uuid);
-    partial.move_data(&blob).await.map_err(io)?;
+    let stored = app.blobs().adopt(&uuid, &partial.data_path()).await?;
     let file = ReceivedFile::resumed(
         app,
         uuid,
         &upload.name,
-        upload.length as u64,
-        sha256,
+        stored.size,
+        stored.sha256,
         partial.data_path(),
     );
     let item = items::record_file(app, user, file, expiry).await?;
     app.store()
         .complete_upload(&upload.id, next_expiry(app))
         .await?;
+    partial.remove_data().await.map_err(io)?;
     drop(partial);
     Ok(Appended {
         offset: upload.length as u64,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::{LogFormat, Secret, env_name};
+use super::{BlobStoreKind, LogFormat, Redacted, Secret, env_name};
 use crate::domain::Expiry;
 
 /// Reads settings from the merged raw values, collecting every problem.
@@ -146,7 +146,22 @@ impl Listed for LogFormat {
     }
 }
 
-/// The only secret is the database URL: everything but its password is shown.
+impl Listed for BlobStoreKind {
+    fn listed(&self) -> String {
+        match self {
+            BlobStoreKind::Local => "local".into(),
+            BlobStoreKind::S3 => "s3".into(),
+        }
+    }
+}
+
+impl Listed for Redacted {
+    fn listed(&self) -> String {
+        "REDACTED".into()
+    }
+}
+
+/// The database URL: everything but its password is shown.
 impl Listed for Secret {
     fn listed(&self) -> String {
         redact_url(self.expose())

@@ -12,7 +12,7 @@ use axum::routing::get;
 use super::AppState;
 use super::extract::CurrentUser;
 use crate::app::{App, Item, items};
-use crate::domain::{ByteRange, RangeError, is_inline_safe, parse_item_id};
+use crate::domain::{ByteRange, RangeError, is_inline_safe};
 use crate::error::{AppError, Result};
 
 /// Downloads may be shown by the browser but never run scripts or load anything.
@@ -74,8 +74,8 @@ pub async fn serve(app: &App, item: &Item, headers: &HeaderMap) -> Result<Respon
 
     if let (None, Some(prefix)) = (&item.note, &app.settings().accel_redirect) {
         // nginx sends the bytes (and handles Range) from its internal location.
-        let uuid = parse_item_id(&item.id).ok_or(AppError::NotFound)?;
-        response = response.header("x-accel-redirect", format!("{prefix}{uuid}"));
+        let target = items::accel_target(app, item).await?;
+        response = response.header("x-accel-redirect", format!("{prefix}{target}"));
         return built(response, Body::empty());
     }
 

@@ -22,6 +22,7 @@ use super::archive::{
 };
 use super::progress::{Progress, bytes_of, rows, summary};
 use super::sqlite_path;
+use crate::blobs::Blobs;
 use crate::config::Settings;
 use crate::domain::ByteSize;
 use crate::store::dump::{DataTx, Table, TableSum, row_line};
@@ -143,7 +144,7 @@ async fn backup_store(
             .map(|(t, f, sum)| (t.name, f, sum.bytes))
             .collect(),
         files,
-        blobs_dir: settings.data_dir.join("blobs"),
+        blobs: Blobs::open(settings).await?,
         store: store.clone(),
         runtime: tokio::runtime::Handle::current(),
     };
@@ -216,7 +217,9 @@ async fn dump_table(
 struct ArchiveJob {
     tables: Vec<(String, File, u64)>,
     files: Vec<FileItem>,
-    blobs_dir: PathBuf,
+    /// The file store (the data directory or the object store), read through
+    /// `Blobs::read` like any download.
+    blobs: Blobs,
     /// To ask whether the item of a missing blob still exists.
     store: Store,
     runtime: tokio::runtime::Handle,
@@ -238,17 +241,16 @@ fn write_archive<W: Write>(
     let total_files = job.files.len();
     let mut done_bytes = 0;
     for (n, item) in job.files.iter().enumerate() {
-        let path = job.blobs_dir.join(item.id.to_string());
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        let len = match job.runtime.block_on(job.blobs.len(&item.id)) {
+            Ok(Some(len)) => len,
+            Ok(None) => {
                 let id = item.id.to_string();
                 let still_there = job.runtime.block_on(job.store.item_exists(&id))?;
                 if still_there {
                     bail!(
-                        "the file of item {id} is missing from {} although the item exists; \
-                         the data directory is damaged (restore that file, or delete the item)",
-                        job.blobs_dir.display()
+                        "the file of item {id} is missing from the {} although the item exists; \
+                         the file store is damaged (restore that file, or delete the item)",
+                        job.blobs.describe()
                     );
                 }
                 tracing::warn!(item = %id, "item deleted while the backup ran; left out");
@@ -259,16 +261,31 @@ fn write_archive<W: Write>(
                 done_bytes += item.size;
                 continue;
             }
-            Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot read the file of item {} from the {}",
+                        item.id,
+                        job.blobs.describe()
+                    )
+                });
+            }
         };
-        let len = file.metadata()?.len();
         if len != item.size {
             bail!(
-                "the file of item {} is {len} bytes but the database says {}; the data directory is damaged",
+                "the file of item {} is {len} bytes but the database says {}; the file store is damaged",
                 item.id,
                 item.size
             );
         }
+        let stream = job
+            .runtime
+            .block_on(job.blobs.read(&item.id, 0, len))
+            .with_context(|| format!("cannot read the file of item {}", item.id))?;
+        let file = tokio_util::io::SyncIoBridge::new_with_handle(
+            tokio_util::io::StreamReader::new(stream),
+            job.runtime.clone(),
+        );
         let base = done_bytes;
         let mut reader = HashingReader::new(file, move |read| {
             progress.tick(|| {
@@ -284,7 +301,7 @@ fn write_archive<W: Write>(
         if sha256 != item.sha256 {
             bail!(
                 "the file of item {} does not match its recorded SHA-256 (has {sha256}, expected {}); \
-                 the data directory is damaged",
+                 the file store is damaged",
                 item.id,
                 item.sha256
             );
@@ -360,7 +377,7 @@ mod tests {
                 size: 3,
                 sha256: kept.sha256.clone(),
             }],
-            blobs_dir: settings.data_dir.join("blobs"),
+            blobs: Blobs::open_local(&settings.data_dir, 0).expect("blobs"),
             store: store.clone(),
             runtime: tokio::runtime::Handle::current(),
         };

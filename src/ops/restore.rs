@@ -3,7 +3,8 @@
 //!
 //! Restore reads the archive once into a staging directory under the data
 //! directory's `tmp/`, verifies every checksum, and only then loads the rows in
-//! one transaction and moves the blobs into place.
+//! one transaction and puts the blobs into the configured file store (moved into
+//! the data directory's `blobs/`, or streamed into the object store).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -17,6 +18,7 @@ use tokio::io::AsyncBufReadExt;
 use super::archive::{FORMAT, Header, Manifest, Staged, TableEntry, file_item, read_archive};
 use super::progress::{Progress, bytes_of, rows, summary};
 use super::{LOAD_BATCH, ensure_empty_database};
+use crate::blobs::Blobs;
 use crate::config::Settings;
 use crate::domain::ByteSize;
 use crate::store::Store;
@@ -87,7 +89,8 @@ async fn restore_into(
     progress: &Progress,
 ) -> anyhow::Result<Manifest> {
     let started = Instant::now();
-    ensure_empty_target(store, &settings.data_dir).await?;
+    let blobs = Blobs::open(settings).await?;
+    ensure_empty_target(store, &blobs).await?;
     let target_version = store.schema_version().await?;
     let latest = store.latest_schema_version();
     let staging = StagingDir::create(&settings.data_dir)?;
@@ -119,7 +122,7 @@ async fn restore_into(
         .migrate_until(Some(staged.manifest.schema_version))
         .await?;
     let mut tx = store.begin_load().await?;
-    let moved = match load_staged(&mut tx, &staged, &settings.data_dir, progress).await {
+    let placed = match load_staged(&mut tx, &staged, &blobs, progress).await {
         Ok(moved) => moved,
         Err(e) => {
             let _ = tx.rollback().await;
@@ -127,8 +130,8 @@ async fn restore_into(
         }
     };
     if let Err(e) = tx.commit().await {
-        for path in moved {
-            let _ = std::fs::remove_file(path);
+        for id in placed {
+            let _ = blobs.remove(&id).await;
         }
         return Err(e.context("cannot commit the restored rows"));
     }
@@ -150,16 +153,13 @@ async fn restore_into(
     Ok(staged.manifest)
 }
 
-/// Restore writes only into a data directory without uploaded files.
-async fn ensure_empty_target(store: &Store, data_dir: &Path) -> anyhow::Result<()> {
+/// Restore writes only into a file store without uploaded files.
+async fn ensure_empty_target(store: &Store, blobs: &Blobs) -> anyhow::Result<()> {
     ensure_empty_database(store).await?;
-    let blobs = data_dir.join("blobs");
-    if let Ok(mut entries) = std::fs::read_dir(&blobs)
-        && entries.next().is_some()
-    {
+    if !blobs.is_empty().await? {
         bail!(
-            "{} already holds files; restore only into an empty data directory",
-            blobs.display()
+            "the {} already holds files; restore only into an empty file store",
+            blobs.describe()
         );
     }
     Ok(())
@@ -224,14 +224,14 @@ fn check_header(h: &Header, latest: i64, target_version: i64) -> anyhow::Result<
 }
 
 /// Load every staged table, check the loaded rows against the manifest, drop the
-/// skipped items, set id counters and move the blobs into place. Returns the blob
-/// paths created, for clean-up if the commit fails.
+/// skipped items, set id counters and put the blobs into the store. Returns the
+/// blobs placed, for clean-up if the commit fails.
 async fn load_staged(
     tx: &mut DataTx,
     staged: &Staged,
-    data_dir: &Path,
+    blobs: &Blobs,
     progress: &Progress,
-) -> anyhow::Result<Vec<PathBuf>> {
+) -> anyhow::Result<Vec<uuid::Uuid>> {
     let manifest = &staged.manifest;
     let tables = tx.tables().await?;
     check_same_tables(&tables, &manifest.tables)?;
@@ -287,22 +287,49 @@ async fn load_staged(
     }
     tx.set_sequences(&tables, &manifest.sequences).await?;
 
-    let blobs_dir = data_dir.join("blobs");
-    std::fs::create_dir_all(&blobs_dir)
-        .with_context(|| format!("cannot create {}", blobs_dir.display()))?;
-    let mut moved = Vec::new();
-    for (id, from) in &staged.blobs {
-        let to = blobs_dir.join(id);
-        if let Err(e) = std::fs::rename(from, &to) {
-            for path in &moved {
-                let _ = std::fs::remove_file(path);
+    let mut placed = Vec::new();
+    let total = staged.blobs.len();
+    for (n, (id, from)) in staged.blobs.iter().enumerate() {
+        let expected = manifest.blobs.get(id).map(|b| b.sha256.as_str());
+        match place(blobs, id, from, expected).await {
+            Ok(uuid) => placed.push(uuid),
+            Err(e) => {
+                for placed in &placed {
+                    let _ = blobs.remove(placed).await;
+                }
+                return Err(e);
             }
-            return Err(e).with_context(|| format!("cannot move a file into {}", to.display()));
         }
-        moved.push(to);
+        progress.tick(|| format!("restore: files {}/{total}", n + 1));
     }
-    File::open(&blobs_dir)?.sync_all()?;
-    Ok(moved)
+    if total > 0 {
+        progress.say(format!(
+            "restore: files {total}/{total} into the {}",
+            blobs.describe()
+        ));
+    }
+    Ok(placed)
+}
+
+/// Put one staged file into the store as blob `id`, checked against its SHA-256.
+async fn place(
+    blobs: &Blobs,
+    id: &str,
+    from: &Path,
+    expected: Option<&str>,
+) -> anyhow::Result<uuid::Uuid> {
+    let uuid: uuid::Uuid = id
+        .parse()
+        .map_err(|_| anyhow::anyhow!("the archive names a file {id:?}, not an item id"))?;
+    let stored = blobs
+        .adopt(&uuid, from)
+        .await
+        .with_context(|| format!("cannot put file {id} into the {}", blobs.describe()))?;
+    if Some(stored.sha256.as_str()) != expected {
+        let _ = blobs.remove(&uuid).await;
+        bail!("file {id} changed while it was restored; nothing was restored");
+    }
+    Ok(uuid)
 }
 
 fn check_same_tables(

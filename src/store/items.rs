@@ -119,7 +119,16 @@ impl Store {
         })
     }
 
-    /// Ids of every file item, for sweeping orphaned blobs.
+    /// The ids of every blob a row refers to (file items), for sweeping the blobs
+    /// no row refers to.
+    pub async fn blob_ids_in_use(&self) -> sqlx::Result<Vec<String>> {
+        on_pool!(self, |pool| sqlx::query_scalar(
+            "select id from items where kind = 'file'"
+        )
+        .fetch_all(pool)
+        .await)
+    }
+
     pub async fn item_exists(&self, id: &str) -> sqlx::Result<bool> {
         let n: i64 = on_pool!(self, |pool| sqlx::query_scalar(
             "select count(*) from items where id = $1"

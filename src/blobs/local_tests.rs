@@ -1,13 +1,14 @@
 use super::*;
+use crate::blobs::sha256_hex;
 
 #[tokio::test]
 async fn abandoned_uploads_are_swept_and_live_ones_kept() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let live = Blobs::open(dir.path(), 0).expect("open");
+    let live = LocalBlobs::open(dir.path(), 0).expect("open");
     let mut upload = live.start_upload(1 << 20, None).await.expect("start");
     upload.write(b"in progress").await.expect("write");
     // A second process starting now must not touch the first one's upload.
-    let second = Blobs::open(dir.path(), 0).expect("open second");
+    let second = LocalBlobs::open(dir.path(), 0).expect("open second");
     assert_eq!(std::fs::read_dir(&live.tmp_dir).expect("read").count(), 1);
     drop(second);
 
@@ -15,7 +16,7 @@ async fn abandoned_uploads_are_swept_and_live_ones_kept() {
     let dead = dir.path().join("tmp").join("dead-process");
     std::fs::create_dir(&dead).expect("mkdir");
     std::fs::write(dead.join("x.part"), b"half").expect("write");
-    let _third = Blobs::open(dir.path(), 0).expect("open third");
+    let _third = LocalBlobs::open(dir.path(), 0).expect("open third");
     assert!(!dead.exists());
     assert_eq!(std::fs::read_dir(&live.tmp_dir).expect("read").count(), 1);
     drop(upload);
@@ -25,7 +26,7 @@ async fn abandoned_uploads_are_swept_and_live_ones_kept() {
 #[tokio::test]
 async fn limit_is_enforced_while_streaming() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let blobs = Blobs::open(dir.path(), 0).expect("open");
+    let blobs = LocalBlobs::open(dir.path(), 0).expect("open");
     let mut upload = blobs.start_upload(10, None).await.expect("start");
     upload.write(b"12345").await.expect("first chunk fits");
     assert!(matches!(
@@ -39,7 +40,7 @@ async fn limit_is_enforced_while_streaming() {
 #[tokio::test]
 async fn commit_moves_and_hashes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let blobs = Blobs::open(dir.path(), 0).expect("open");
+    let blobs = LocalBlobs::open(dir.path(), 0).expect("open");
     let mut upload = blobs.start_upload(100, Some(11)).await.expect("start");
     upload.write(b"hello ").await.expect("write");
     upload.write(b"world").await.expect("write");
@@ -56,7 +57,7 @@ async fn commit_moves_and_hashes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_uploads_are_buffered_and_hashed_whole() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let blobs = Blobs::open(dir.path(), 0).expect("open");
+    let blobs = LocalBlobs::open(dir.path(), 0).expect("open");
     let data: Vec<u8> = (0..WRITE_BUFFER * 3 + 12_345)
         .map(|i| (i % 251) as u8)
         .collect();
@@ -130,6 +131,6 @@ fn a_full_disk_is_no_space_not_a_server_fault() {
 #[test]
 fn reserve_refuses_when_disk_would_fill() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let blobs = Blobs::open(dir.path(), u64::MAX).expect("open");
+    let blobs = LocalBlobs::open(dir.path(), u64::MAX).expect("open");
     assert!(!blobs.has_room_for(1).expect("statvfs"));
 }

@@ -1,4 +1,4 @@
-//! Uploaded files on disk. An upload streams into `tmp/<process>/`, is fsynced,
+//! The local store: uploaded files on disk. An upload streams into `tmp/<process>/`, is fsynced,
 //! renamed into `blobs/<item-id>` (same filesystem, so the rename is atomic), and only
 //! then recorded in the database. A crash at any point leaves no visible half item.
 //!
@@ -17,6 +17,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 use tokio_util::io::ReaderStream;
 
+use super::{ByteStream, Stored, UploadError, hex};
+
 /// How often, in bytes written, the free-space reserve is checked during an upload
 /// that has more than this still to come (other uploads share the disk meanwhile).
 const SPACE_CHECK_EVERY: u64 = 16 * 1024 * 1024;
@@ -27,11 +29,8 @@ const WRITE_BUFFER: usize = 1024 * 1024;
 /// Bytes read from a blob per step of a download.
 const READ_CHUNK: usize = 256 * 1024;
 
-/// A blob's bytes on their way out.
-pub type ByteStream = futures_util::stream::BoxStream<'static, io::Result<bytes::Bytes>>;
-
 #[derive(Debug)]
-pub struct Blobs {
+pub struct LocalBlobs {
     blobs_dir: PathBuf,
     tmp_dir: PathBuf,
     min_free_bytes: u64,
@@ -50,30 +49,7 @@ impl Drop for WriteProbe {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum UploadError {
-    #[error("upload larger than {limit} bytes")]
-    TooLarge { limit: u64 },
-    #[error("not enough free disk space")]
-    NoSpace,
-    #[error("the upload was interrupted: {0}")]
-    Body(String),
-    #[error(transparent)]
-    Io(io::Error),
-}
-
-impl From<io::Error> for UploadError {
-    /// A full disk (or quota) is the client's 507 even when the reserve check did not
-    /// see it coming: something else filled the disk between two checks.
-    fn from(e: io::Error) -> Self {
-        match e.kind() {
-            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Self::NoSpace,
-            _ => Self::Io(e),
-        }
-    }
-}
-
-impl Blobs {
+impl LocalBlobs {
     /// Create `blobs/` and `tmp/`, claim a tmp subdirectory for this process and sweep
     /// leftovers of processes that are gone.
     pub fn open(data_dir: &Path, min_free_bytes: u64) -> anyhow::Result<Self> {
@@ -150,6 +126,70 @@ impl Blobs {
         std::fs::remove_file(&probe)
     }
 
+    /// Leftovers of processes that are gone (their tmp directories): at start, and
+    /// on every sweep, since a replica sharing the directory may have died since.
+    pub fn sweep_abandoned(&self) -> anyhow::Result<usize> {
+        match self.tmp_dir.parent() {
+            Some(root) => sweep_abandoned(root),
+            None => Ok(0),
+        }
+    }
+
+    /// Every blob's id, with when it was last written.
+    pub fn list(&self) -> io::Result<Vec<(uuid::Uuid, std::time::SystemTime)>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.blobs_dir)? {
+            let entry = entry?;
+            let Some(id) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            out.push((id, entry.metadata()?.modified()?));
+        }
+        Ok(out)
+    }
+
+    /// The blob's length, `None` when it does not exist.
+    pub async fn len(&self, id: &uuid::Uuid) -> io::Result<Option<u64>> {
+        match tokio::fs::metadata(self.path(id)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Make the finished file at `from` (on the same filesystem: the data
+    /// directory) blob `id`, hashing it first. The file is moved, durably.
+    pub async fn adopt(&self, id: &uuid::Uuid, from: &Path) -> Result<Stored, UploadError> {
+        let (size, sha256) = hash_file(from.to_path_buf()).await?;
+        move_durably(from, &self.path(id)).await?;
+        Ok(Stored {
+            id: *id,
+            size,
+            sha256,
+        })
+    }
+
+    /// Move blob `id` back to `to` (where `adopt` took it from); false when there
+    /// is no such blob.
+    pub async fn take_back(&self, id: &uuid::Uuid, to: &Path) -> io::Result<bool> {
+        let blob = self.path(id);
+        if !tokio::fs::try_exists(&blob).await? {
+            return Ok(false);
+        }
+        move_durably(&blob, to).await?;
+        Ok(true)
+    }
+
+    /// The blob of a file that was not recorded after all: moved back to where
+    /// `adopt` took it from, or else removed. Synchronous, for `Drop`.
+    pub fn discard(&self, id: &uuid::Uuid, return_to: Option<&Path>) {
+        let blob = self.path(id);
+        let returned = return_to.is_some_and(|to| std::fs::rename(&blob, to).is_ok());
+        if !returned {
+            let _ = std::fs::remove_file(blob);
+        }
+    }
+
     /// Start receiving a file of at most `limit` bytes; `announced` is its length
     /// when the request states it (a raw body with Content-Length).
     pub async fn start_upload(&self, limit: u64, announced: Option<u64>) -> io::Result<Upload<'_>> {
@@ -193,7 +233,7 @@ impl Blobs {
 
 /// A file being received. Dropped without `commit`, it deletes its temp file.
 pub struct Upload<'a> {
-    blobs: &'a Blobs,
+    blobs: &'a LocalBlobs,
     file: BufWriter<tokio::fs::File>,
     path: Option<PathBuf>,
     hasher: Sha256,
@@ -202,11 +242,6 @@ pub struct Upload<'a> {
     announced: Option<u64>,
     /// The size it may reach before the free space is checked again.
     room_until: u64,
-}
-
-pub struct Stored {
-    pub size: u64,
-    pub sha256: String,
 }
 
 impl Upload<'_> {
@@ -258,6 +293,7 @@ impl Upload<'_> {
             .map_err(|e| io::Error::other(e.to_string()))??;
         let sha256 = hex(&std::mem::take(&mut self.hasher).finalize());
         Ok(Stored {
+            id: *item_id,
             size: self.size,
             sha256,
         })
@@ -305,22 +341,8 @@ impl Room {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
-pub fn sha256_hex(data: &[u8]) -> String {
-    hex(&Sha256::digest(data))
-}
-
 /// Remove tmp subdirectories (and their lock files) whose owning process is gone.
-fn sweep_abandoned(tmp_root: &Path) -> anyhow::Result<usize> {
+pub(super) fn sweep_abandoned(tmp_root: &Path) -> anyhow::Result<usize> {
     let mut swept = 0;
     for entry in std::fs::read_dir(tmp_root)
         .with_context(|| format!("cannot read {}", tmp_root.display()))?
@@ -355,4 +377,44 @@ fn sweep_abandoned(tmp_root: &Path) -> anyhow::Result<usize> {
 }
 
 #[cfg(test)]
+#[path = "local_tests.rs"]
 mod tests;
+
+/// The size and SHA-256 of a file, read on the blocking pool.
+async fn hash_file(path: PathBuf) -> io::Result<(u64, String)> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut file = File::open(path)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; WRITE_BUFFER];
+        let mut size = 0u64;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            hasher.update(&buf[..n]);
+        }
+        Ok((size, hex(&hasher.finalize())))
+    })
+    .await
+    .map_err(io::Error::other)?
+}
+
+/// Rename, then sync both directories so the move survives a crash.
+pub(super) async fn move_durably(from: &Path, to: &Path) -> io::Result<()> {
+    tokio::fs::rename(from, to).await?;
+    let dirs: Vec<PathBuf> = [from, to]
+        .iter()
+        .filter_map(|p| p.parent().map(Path::to_path_buf))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        for dir in dirs {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(io::Error::other)?
+}
