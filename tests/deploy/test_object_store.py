@@ -5,6 +5,7 @@ images: Ferry's test image, the PostgreSQL and nginx stand-ins (build_image.py) 
 Garage built from crates.io (garage_image.py), selected through FERRY_IMAGE,
 POSTGRES_IMAGE, NGINX_IMAGE and GARAGE_IMAGE as a user would set them in .env."""
 
+import base64
 import os
 import re
 import time
@@ -194,6 +195,8 @@ def test_two_replicas_on_garage_with_no_shared_volume(object_store_stack):
     api.headers["Authorization"] = f"Bearer {token}"
     ips = {cid: {n["IPAddress"] for n in stack.inspect(cid)["NetworkSettings"]["Networks"].values()}
            for cid in replicas}
+    direct = session()
+    direct.headers["Authorization"] = f"Bearer {token}"
     own_port = {cid: stack.inspect(cid)["NetworkSettings"]["Ports"][f"{CONTRACT['port']}/tcp"][0]["HostPort"]
                 for cid in replicas}
 
@@ -229,15 +232,41 @@ def test_two_replicas_on_garage_with_no_shared_volume(object_store_stack):
     else:
         raise AssertionError(f"nginx never sent the Range request to {other[:12]}")
 
+    # A resumable upload in pieces, as the feed page sends large files: its unfinished
+    # bytes are on one replica, so nginx sends all of one client's pieces there
+    # (upstream ferry_uploads); the finished item is on Garage for every replica.
+    resumable = os.urandom(3 * 1024 * 1024 + 99)
+    tus = {"Tus-Resumable": "1.0.0"}
+    name = base64.b64encode(b"pieces.bin").decode()
+    r = api.post(stack.https + "/api/uploads/", timeout=10,
+                 headers={**tus, "Upload-Length": str(len(resumable)), "Upload-Metadata": f"filename {name}"})
+    assert r.status_code == 201, r.text
+    upload = r.headers["Location"]
+    writers = {served_by(stack, "POST", "/api/uploads/", ips)}
+    piece = 1024 * 1024
+    for offset in range(0, len(resumable), piece):
+        r = api.patch(stack.https + upload, data=resumable[offset:offset + piece], timeout=30,
+                      headers={**tus, "Upload-Offset": str(offset),
+                               "Content-Type": "application/offset+octet-stream"})
+        assert r.status_code == 204, f"piece at {offset}: {r.status_code} {r.text}"
+        writers.add(served_by(stack, "PATCH", upload, ips))
+    assert len(writers) == 1, "nginx spread one upload's requests over several replicas"
+    (reader,) = set(replicas) - writers
+    upload_id = upload.rstrip("/").rsplit("/", 1)[1]
+    r = direct.get(f"http://127.0.0.1:{own_port[reader]}/items/{upload_id}/content", timeout=30)
+    assert r.status_code == 200 and r.content == resumable
+    wait_bucket_objects(stack, 2)
+
     # Delete through one replica (its own port); the other no longer serves it, and
     # the object is gone from Garage.
-    direct = session()
-    direct.headers["Authorization"] = f"Bearer {token}"
     r = direct.delete(f"http://127.0.0.1:{own_port[other]}/api/items/{item_id}", timeout=10)
     assert r.status_code in (200, 204), r.text
     r = direct.get(f"http://127.0.0.1:{own_port[took]}{content}", timeout=10)
     assert r.status_code == 404, r.status_code
     for _ in range(2):
         assert api.get(stack.https + content, timeout=10).status_code == 404
+    wait_bucket_objects(stack, 1)
+    r = direct.delete(f"http://127.0.0.1:{own_port[took]}/api/items/{upload_id}", timeout=10)
+    assert r.status_code in (200, 204), r.text
     wait_bucket_objects(stack, 0)
     print(f"upload, downloads and delete across replicas in {time.monotonic() - t0:.1f}s in all")
