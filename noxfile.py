@@ -67,10 +67,12 @@ def garage(session):
 
 @nox.session(python=False)
 def tests(session):
-    """Unit and integration tests on SQLite and a throwaway PostgreSQL cluster, plus the
-    headless-browser test. PostgreSQL and Chromium are required, never skipped."""
+    """Unit and integration tests on SQLite and a throwaway PostgreSQL cluster, the
+    file-store tests on a throwaway Garage too, plus the headless-browser test.
+    PostgreSQL, Garage and Chromium are required, never skipped."""
     apt_install(session, "postgresql-15", "chromium", "chromium-driver")
-    env = {"PATH": f"{PG_BIN}:{os.environ.get('PATH', '')}", "FERRY_TEST_REQUIRE_ALL": "1"}
+    env = {"PATH": f"{PG_BIN}:{os.environ.get('PATH', '')}", "FERRY_TEST_REQUIRE_ALL": "1",
+           "FERRY_TEST_GARAGE": garage(session)}
     cargo(session, "build", "--locked", "--bins", env=env)
     cargo(session, "test", "--locked", "--all-targets", *session.posargs, env=env)
 
@@ -118,11 +120,13 @@ def nix(session):
 
 @nox.session
 def nginx(session):
-    """Debian's nginx in front of the real app and PostgreSQL, with TLS."""
+    """Debian's nginx in front of the real app and PostgreSQL, with TLS; and sending
+    downloads from a Garage object store through its internal location."""
     apt_install(session, "nginx-light", "postgresql-15", "openssl")
     session.install("pytest", "requests")
     cargo(session, "build", "--release", "--locked")
-    session.run("pytest", "-q", "tests/deploy/test_nginx.py", *session.posargs)
+    session.run("pytest", "-q", "tests/deploy/test_nginx.py", "tests/deploy/test_nginx_s3.py",
+                *session.posargs, env={"FERRY_TEST_GARAGE": garage(session)})
 
 
 @nox.session

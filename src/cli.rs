@@ -63,6 +63,20 @@ enum Command {
         #[arg(long)]
         to: Option<String>,
     },
+    /// The file stores.
+    #[command(subcommand)]
+    Blobs(BlobsCommand),
+}
+
+#[derive(Subcommand)]
+enum BlobsCommand {
+    /// Copy every file into one store from the other (the data directory and the
+    /// bucket of the S3 settings), verifying each SHA-256; safe to run again.
+    Copy {
+        /// The store to copy into: s3 (from FERRY_DATA_DIR/blobs) or local (from the bucket).
+        #[arg(long, value_parser = ["s3", "local"])]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -197,6 +211,16 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::MigrateDb { from, to } => {
             let progress = crate::ops::Progress::stderr();
             crate::ops::migrate_db(&settings, &from, to.as_deref(), &progress)
+                .await
+                .map(|_| ())
+        }
+        Command::Blobs(BlobsCommand::Copy { to }) => {
+            let to = match to.as_str() {
+                "s3" => crate::config::BlobStoreKind::S3,
+                _ => crate::config::BlobStoreKind::Local,
+            };
+            let progress = crate::ops::Progress::stderr();
+            crate::ops::copy_blobs(&settings, to, &progress)
                 .await
                 .map(|_| ())
         }

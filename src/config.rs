@@ -237,7 +237,7 @@ settings! {
             "s3" => Some(BlobStoreKind::S3),
             _ => None,
         },
-        help: "Where uploaded files are kept: local (FERRY_DATA_DIR/blobs) or s3 (an S3-compatible object store, the FERRY_S3_* settings).",
+        help: "Where uploaded files are kept: local (FERRY_DATA_DIR/blobs) or s3 (an S3-compatible object store, set up by the S3 settings below).",
     }
     s3_endpoint: Option<url::Url> {
         default: "",
@@ -294,7 +294,7 @@ settings! {
         shown: "(unset)",
         expected: "a secret access key",
         parse: optional(|s| s.bytes().all(|b| b.is_ascii_graphic()).then(|| Redacted(Secret::new(s)))),
-        help: "The S3 secret access key; use FERRY_S3_SECRET_ACCESS_KEY_FILE for a compose or Docker secret. Never printed.",
+        help: "The S3 secret access key; its _FILE form takes a compose or Docker secret. Never printed.",
     }
     session_ttl: Duration {
         default: "30d",

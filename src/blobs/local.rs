@@ -231,6 +231,13 @@ impl LocalBlobs {
     }
 }
 
+impl Drop for LocalBlobs {
+    /// A command that opened the store (backup, restore) leaves no tmp directory.
+    fn drop(&mut self) {
+        self.release_tmp();
+    }
+}
+
 /// A file being received. Dropped without `commit`, it deletes its temp file.
 pub struct Upload<'a> {
     blobs: &'a LocalBlobs,

@@ -96,7 +96,7 @@ impl Blobs {
         Ok(Self(Store::Local(Arc::new(local))))
     }
 
-    /// The object store of the `FERRY_S3_*` settings, whatever `FERRY_BLOB_STORE`
+    /// The object store of the S3 settings (FERRY_S3_ENDPOINT…), whatever `FERRY_BLOB_STORE`
     /// says; checked as `open` checks it.
     pub async fn open_s3(settings: &Settings) -> anyhow::Result<Self> {
         let missing = settings.s3_missing();

@@ -1,3 +1,6 @@
+//! Long because it is the whole S3 store: the client and its start check, the
+//! multipart writer, and the ListMultipartUploads reader object_store lacks.
+//!
 //! The S3 store: each blob is the object `PREFIX/blobs/<uuid>` in one bucket of an
 //! S3-compatible object store (Garage, MinIO, Ceph RGW, AWS S3, B2, R2), through
 //! Apache Arrow's `object_store` client.

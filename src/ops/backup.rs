@@ -29,7 +29,7 @@ use crate::store::dump::{DataTx, Table, TableSum, row_line};
 use crate::store::{Store, now_ms, rfc3339};
 
 /// Open the configured database as it is, without migrating it.
-async fn open_existing(settings: &Settings) -> anyhow::Result<Store> {
+pub(super) async fn open_existing(settings: &Settings) -> anyhow::Result<Store> {
     if let Some(path) = sqlite_path(settings.database_url.expose())
         && !path.exists()
     {

@@ -1,9 +1,11 @@
 //! The operations commands: `ferry backup` and `ferry restore` (one archive of the
 //! database and the uploads, see `archive`) and `ferry migrate-db` (a database
-//! copied into another), all built on the whole-table copies of `store::dump`.
+//! copied into another), all built on the whole-table copies of `store::dump`;
+//! and `ferry blobs copy` (the files from one file store into the other).
 
 mod archive;
 mod backup;
+mod copy_blobs;
 mod migrate_db;
 mod progress;
 mod restore;
@@ -16,6 +18,7 @@ use crate::store::Store;
 
 pub use archive::{BlobEntry, FORMAT, Header, Manifest, TableEntry, read_manifest};
 pub use backup::backup;
+pub use copy_blobs::{CopyReport, copy_blobs};
 pub use migrate_db::{CopiedTable, migrate_db};
 pub use progress::Progress;
 pub use restore::restore;

@@ -129,6 +129,15 @@ impl Store {
         .await)
     }
 
+    /// Every file item's blob: its id, size and SHA-256, for checking copies.
+    pub async fn file_blobs(&self) -> sqlx::Result<Vec<(String, i64, String)>> {
+        on_pool!(self, |pool| sqlx::query_as(
+            "select id, size, sha256 from items where kind = 'file' order by id"
+        )
+        .fetch_all(pool)
+        .await)
+    }
+
     pub async fn item_exists(&self, id: &str) -> sqlx::Result<bool> {
         let n: i64 = on_pool!(self, |pool| sqlx::query_scalar(
             "select count(*) from items where id = $1"

@@ -30,6 +30,14 @@ pub enum Backend {
     Postgres,
 }
 
+/// Where a test app keeps its files: the data directory, or a bucket of the
+/// shared test Garage (`garage::garage`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlobStore {
+    Local,
+    Garage,
+}
+
 /// Generate one test per backend from `async fn NAME(backend: Backend)`.
 #[macro_export]
 macro_rules! both_backends {
@@ -319,6 +327,24 @@ impl TestApp {
         }
     }
 
+    /// An app whose files are in `store`: for Garage, a bucket of its own.
+    pub async fn spawn_on(
+        backend: Backend,
+        store: BlobStore,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Self {
+        Self::spawn_with(backend, |settings| {
+            use_store(settings, store);
+            configure(settings);
+        })
+        .await
+    }
+
+    /// The ids of the blobs in the app's file store, whichever it is.
+    pub async fn stored_blob_ids(&self) -> std::collections::BTreeSet<String> {
+        stored_blob_ids(&self.state.settings).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -428,6 +454,29 @@ impl Drop for TestApp {
             let _ = stop.send(());
         }
     }
+}
+
+/// Point `settings` at `store` (a new Garage bucket for `Garage`).
+pub fn use_store(settings: &mut Settings, store: BlobStore) {
+    if store == BlobStore::Garage {
+        let garage = crate::garage::garage().expect("a Garage test runs only with Garage");
+        let bucket = garage.bucket();
+        garage.configure(settings, &bucket);
+    }
+}
+
+/// The ids of the blobs in the file store `settings` name.
+pub async fn stored_blob_ids(settings: &Settings) -> std::collections::BTreeSet<String> {
+    let blobs = ferry::blobs::Blobs::open(settings)
+        .await
+        .expect("open the file store");
+    blobs
+        .list()
+        .await
+        .expect("list the file store")
+        .into_iter()
+        .map(|(id, _)| id.to_string())
+        .collect()
 }
 
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
