@@ -166,8 +166,8 @@ def containers(session):
 @nox.session
 def bench(session):
     """Performance figures beside their references and targets (docs/performance.md):
-    the release binary driven from outside by benches/load/, with nginx, PostgreSQL
-    and wrk. Prints a table and writes target/bench/results.json. Not in the default
+    the release binary driven from outside by benches/load/, with nginx, PostgreSQL,
+    Garage (built once, see garage()) and wrk. Prints a table and writes target/bench/results.json. Not in the default
     set; `nox -s bench -- --quick` is a short smoke run."""
     import json
     apt_install(session, "wrk", "nginx-light", "postgresql-15", "openssl", "docker.io")
@@ -183,7 +183,7 @@ def bench(session):
                 exe = msg.get("executable") or exe
     if not exe:
         session.error("cargo did not report the load tools' executable")
-    session.run("python", "benches/run.py", "--load", exe, *session.posargs)
+    session.run("python", "benches/run.py", "--load", exe, "--garage", garage(session), *session.posargs)
 
 
 @nox.session
