@@ -19,8 +19,10 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::domain::Expiry;
-pub use values::parse_duration;
-use values::{Listed, Parser, optional, parse_bool, parse_nets, parse_positive, split_list};
+pub use values::{BlobStoreKind, Redacted, parse_duration};
+use values::{
+    Listed, Parser, is_bucket_name, optional, parse_bool, parse_nets, parse_positive, split_list,
+};
 
 /// The log filter when FERRY_LOG is unset (commands other than `serve` then log
 /// warnings only; see `telemetry::command_filter`).
@@ -343,27 +345,6 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
     }
-}
-
-/// A secret printed as REDACTED whatever it looks like (the database URL's
-/// `Secret` shows everything but the password).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Redacted(pub Secret);
-
-/// Where uploaded files are kept (`FERRY_BLOB_STORE`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BlobStoreKind {
-    Local,
-    S3,
-}
-
-/// S3's rules for bucket names, the part that matters for a URL and a path.
-fn is_bucket_name(s: &str) -> bool {
-    (3..=63).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
-        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

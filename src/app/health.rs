@@ -26,6 +26,11 @@ pub async fn readiness(app: &App) -> Result<(), String> {
     }
 }
 
+/// Which file store this process uses (`local` or `s3`), for `/readyz`.
+pub fn file_store(app: &App) -> &'static str {
+    app.blobs().kind()
+}
+
 fn waited() -> String {
     format!("{} ms", READINESS_DEADLINE.as_millis())
 }

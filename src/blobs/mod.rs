@@ -13,7 +13,7 @@ mod local;
 mod s3;
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -353,9 +353,4 @@ pub fn hex(bytes: &[u8]) -> String {
 
 pub fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
-}
-
-/// The path of a data directory's blobs, for the few that name it (docs, ops).
-pub fn local_blobs_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("blobs")
 }

@@ -109,3 +109,62 @@ fn a_log_filter_with_non_ascii_text_is_refused_not_a_panic() {
     let err = Settings::from_env(env(&[("FERRY_LOG", "info=\u{690}x")])).expect_err("refused");
     assert!(err.to_string().contains("FERRY_LOG"), "{err}");
 }
+
+#[test]
+fn the_s3_store_is_configured_with_its_secret_from_a_file_and_never_shown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("s3_secret");
+    // A secret that would parse as a URL must not be shown as one.
+    std::fs::write(&path, "abc:hunter2@x\n").expect("write");
+    let path = path.display().to_string();
+    let s = Settings::from_env(env(&[
+        ("FERRY_BLOB_STORE", "s3"),
+        ("FERRY_S3_ENDPOINT", "http://127.0.0.1:3900"),
+        ("FERRY_S3_BUCKET", "ferry-files"),
+        ("FERRY_S3_PREFIX", "team/ferry/"),
+        ("FERRY_S3_ACCESS_KEY_ID", "GK123"),
+        ("FERRY_S3_SECRET_ACCESS_KEY_FILE", &path),
+    ]))
+    .expect("valid");
+    assert_eq!(s.blob_store, BlobStoreKind::S3);
+    assert_eq!(s.s3_region, "garage");
+    assert!(s.s3_path_style);
+    assert_eq!(
+        s.s3_prefix, "team/ferry",
+        "the trailing slash is the store's to add"
+    );
+    assert_eq!(
+        s.s3_secret_access_key.as_ref().map(|k| k.0.expose()),
+        Some("abc:hunter2@x")
+    );
+    let listed = s.redacted_lines().join("\n");
+    assert!(
+        listed.contains("FERRY_S3_SECRET_ACCESS_KEY=REDACTED"),
+        "{listed}"
+    );
+    assert!(!listed.contains("hunter2"), "{listed}");
+    assert!(!format!("{s:?}").contains("hunter2"));
+
+    let err = Settings::from_env(env(&[
+        ("FERRY_BLOB_STORE", "s4"),
+        ("FERRY_S3_BUCKET", "Bad_Bucket"),
+        ("FERRY_S3_PREFIX", "../up"),
+        ("FERRY_S3_ENDPOINT", "ftp://store"),
+        ("FERRY_S3_SECRET_ACCESS_KEY", "not shown\u{7}"),
+    ]))
+    .expect_err("invalid");
+    let text = err.to_string();
+    for key in [
+        "FERRY_BLOB_STORE",
+        "FERRY_S3_BUCKET",
+        "FERRY_S3_PREFIX",
+        "FERRY_S3_ENDPOINT",
+    ] {
+        assert!(text.contains(&format!("{key}: ")), "{key}: {text}");
+    }
+    assert!(
+        text.contains("FERRY_S3_SECRET_ACCESS_KEY: (hidden)"),
+        "{text}"
+    );
+    assert!(!text.contains("not shown"), "{text}");
+}

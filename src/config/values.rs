@@ -8,8 +8,29 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::{BlobStoreKind, LogFormat, Redacted, Secret, env_name};
+use super::{LogFormat, Secret, env_name};
 use crate::domain::Expiry;
+
+/// A secret printed as REDACTED whatever it looks like (the database URL's
+/// `Secret` shows everything but the password).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redacted(pub Secret);
+
+/// Where uploaded files are kept (`FERRY_BLOB_STORE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlobStoreKind {
+    Local,
+    S3,
+}
+
+/// S3's rules for bucket names, the part that matters for a URL and a path.
+pub(super) fn is_bucket_name(s: &str) -> bool {
+    (3..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+}
 
 /// Reads settings from the merged raw values, collecting every problem.
 pub(super) struct Parser<'a> {

@@ -25,8 +25,8 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready for traffic: the database answers, the schema is current, and the data
-/// directory takes writes.
+/// Ready for traffic: the database answers, the schema is current, and the file
+/// store (named in the answer) takes writes.
 async fn readyz(State(state): State<AppState>) -> Response {
     let ready = if state.shutdown.is_cancelled() {
         Err("shutting down".to_string())
@@ -34,7 +34,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
         health::readiness(&state.app).await
     };
     match ready {
-        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
+        Ok(()) => Json(json!({ "status": "ready", "files": health::file_store(&state.app) }))
+            .into_response(),
         Err(reason) => {
             tracing::warn!(%reason, "not ready");
             (

@@ -4,6 +4,7 @@ pub mod helpers;
 
 mod api_docs;
 mod auth;
+mod blob_stores;
 mod browser;
 mod config_docs;
 mod devices;

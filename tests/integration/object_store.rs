@@ -62,6 +62,21 @@ async fn download(app: &TestApp, token: &str, id: &str, range: Option<&str>) -> 
 
 async fn files_round_trip_with_ranges(backend: Backend, store: BlobStore) {
     let app = TestApp::spawn_on(backend, store, |_| {}).await;
+    let ready: Value = reqwest::get(app.url("/readyz"))
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("json");
+    let named = if store == BlobStore::Garage {
+        "s3"
+    } else {
+        "local"
+    };
+    assert_eq!(
+        ready["files"], named,
+        "/readyz names the file store: {ready}"
+    );
     let token = app.user_with_token("ann", false).await;
     // One PUT, exactly one part, and a multipart upload with a short last part.
     let sizes = [0, 1000, 8 * 1024 * 1024, 20 * 1024 * 1024 + 17];
@@ -663,5 +678,90 @@ async fn blobs_move_between_stores_and_back() {
     assert_eq!(
         std::fs::read(blobs_dir.join(&files[1].0)).expect("repaired"),
         files[1].1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumable_upload_survives_an_outage_at_its_last_piece() {
+    let Some(garage) = garage() else { return };
+    let upstream = garage
+        .endpoint
+        .trim_start_matches("http://")
+        .parse()
+        .expect("addr");
+    let relay = Relay::start(upstream).await;
+    let bucket = garage.bucket();
+    let endpoint = format!("http://{}", relay.addr);
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        garage.configure_at(s, &bucket, &endpoint)
+    })
+    .await;
+    let token = app.user_with_token("ann", false).await;
+    let body = pattern(3_000_000);
+    let client = reqwest::Client::new();
+    let res = client
+        .post(app.url("/api/uploads"))
+        .bearer_auth(&token)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", body.len().to_string())
+        .header("upload-metadata", "filename YS5iaW4=")
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(res.status(), 201);
+    let path = res.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    let patch = |at: usize| {
+        client
+            .patch(app.url(&path))
+            .bearer_auth(&token)
+            .header("tus-resumable", "1.0.0")
+            .header("content-type", "application/offset+octet-stream")
+            .header("upload-offset", at.to_string())
+            .body(body[at..].to_vec())
+            .send()
+    };
+    let first = client
+        .patch(app.url(&path))
+        .bearer_auth(&token)
+        .header("tus-resumable", "1.0.0")
+        .header("content-type", "application/offset+octet-stream")
+        .header("upload-offset", "0")
+        .body(body[..1_000_000].to_vec())
+        .send()
+        .await
+        .expect("first piece");
+    assert_eq!(first.status(), 204);
+
+    relay.set_cut(true);
+    let last = patch(1_000_000).await.expect("last piece");
+    assert_eq!(
+        last.status(),
+        503,
+        "the store cannot take the finished file"
+    );
+    relay.set_cut(false);
+
+    let head = client
+        .head(app.url(&path))
+        .bearer_auth(&token)
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(
+        head.headers()["upload-offset"],
+        "1000000",
+        "the first piece is kept"
+    );
+    let last = patch(1_000_000).await.expect("last piece again");
+    assert_eq!(last.status(), 204);
+    let id = path.rsplit('/').next().expect("id");
+    let res = download(&app, &token, id, None).await;
+    assert_eq!(
+        sha256_hex(&res.bytes().await.expect("bytes")),
+        sha256_hex(&body)
     );
 }

@@ -19,7 +19,9 @@ use ferry::store::Store;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, fresh_pg_database, settings_for, skip_postgres};
+use crate::helpers::{
+    Backend, BlobStore, TestApp, fresh_pg_database, settings_for, skip_postgres, use_store,
+};
 
 both_backends!(
     restore_drill_while_writes_continue,
@@ -189,9 +191,16 @@ async fn fresh_target(backend: Backend) -> (tempfile::TempDir, Settings) {
 async fn spawn_on(backend: Backend, target: &Settings) -> TestApp {
     let data_dir = target.data_dir.clone();
     let url = target.database_url.clone();
+    let target = target.clone();
     TestApp::spawn_with(backend, move |s| {
         s.data_dir = data_dir;
         s.database_url = url;
+        s.blob_store = target.blob_store;
+        s.s3_endpoint = target.s3_endpoint;
+        s.s3_bucket = target.s3_bucket;
+        s.s3_prefix = target.s3_prefix;
+        s.s3_access_key_id = target.s3_access_key_id;
+        s.s3_secret_access_key = target.s3_secret_access_key;
     })
     .await
 }
@@ -199,7 +208,20 @@ async fn spawn_on(backend: Backend, target: &Settings) -> TestApp {
 // ---- the restore drill -----------------------------------------------------------
 
 async fn restore_drill_while_writes_continue(backend: Backend) {
-    let source = TestApp::spawn(backend).await;
+    restore_drill(backend, BlobStore::Local).await;
+}
+
+/// The drill with the files in Garage, on both sides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_drill_on_an_object_store() {
+    if crate::garage::garage().is_none() {
+        return;
+    }
+    restore_drill(Backend::Sqlite, BlobStore::Garage).await;
+}
+
+async fn restore_drill(backend: Backend, store: BlobStore) {
+    let source = TestApp::spawn_on(backend, store, |_| {}).await;
     let filled = fill(&source, 24).await;
 
     // Files that get deleted while the backup runs.
@@ -322,7 +344,8 @@ async fn restore_drill_while_writes_continue(backend: Backend) {
     );
 
     // Restore into a fresh instance.
-    let (_target_dir, target) = fresh_target(backend).await;
+    let (_target_dir, mut target) = fresh_target(backend).await;
+    use_store(&mut target, store);
     let restored_manifest = restore(&target, &archive, &quiet()).await.expect("restore");
     assert_eq!(restored_manifest.tables, manifest.tables);
     let restored = spawn_on(backend, &target).await;
@@ -375,17 +398,13 @@ async fn restore_drill_while_writes_continue(backend: Backend) {
             "bytes of {id}"
         );
     }
-    // Exactly the restored files are on disk.
+    // Exactly the restored files are in the file store.
     let files: BTreeSet<String> = items
         .values()
         .filter(|i| i["kind"] == "file")
         .map(|i| i["id"].as_str().expect("id").to_string())
         .collect();
-    let on_disk: BTreeSet<String> = restored
-        .blob_files()
-        .iter()
-        .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
-        .collect();
+    let on_disk: BTreeSet<String> = restored.stored_blob_ids().await;
     assert_eq!(files, on_disk);
 
     // Accounts, sessions, tokens and share links came along.
