@@ -25,7 +25,7 @@ BUCKET = "ferry"
 
 # ------------------------------------------------------------------ the files
 
-def test_garage_image_is_pinned_and_hardened():
+def test_garage_is_pinned_by_digest_and_unpublished():
     garage = load_yaml(COMPOSE_DIR / "compose.garage.yaml")
     svc = with_defaults(garage["services"]["garage"])
     assert re.fullmatch(r"dxflrs/garage:v\d+\.\d+\.\d+@sha256:[0-9a-f]{64}", svc["image"]), svc["image"]
