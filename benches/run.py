@@ -5,9 +5,10 @@ with small sizes).
 The release binary (target/release/ferry) runs as separate processes and is measured
 from outside: the load tools of benches/load/ (seeding, start timing, transfers,
 the Server-Sent Events client), Debian's nginx with the bare-metal config rendered as
-the nginx tests render it, a throwaway PostgreSQL cluster, wrk, dd and cat. Every
-figure is measured in the same run as its reference. The table is printed and the
-same figures are written to target/bench/results.json so runs can be compared.
+the nginx tests render it, a throwaway PostgreSQL cluster, Garage (an S3 object
+store, benches/object_store.py), wrk, dd and cat. Every figure is measured in the
+same run as its reference. The table is printed and the same figures are written
+to target/bench/results.json so runs can be compared.
 
 Only 127.0.0.1 is contacted; every wait is bounded. No figure is asserted: a missed
 target is reported, not failed (see docs/performance.md).
@@ -29,6 +30,7 @@ import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
+import object_store
 from processes import (FERRY, GIB, MIB, ROOT, Load, Nginx, Postgres, Server, api_delete, http_status,
                        raise_fd_limit, run)
 from references import cat_rate, dd_fsync, gzip_size, sync, wrk
@@ -66,8 +68,9 @@ SIZES = {
 # ---------------------------------------------------------------- sections
 
 class Bench:
-    def __init__(self, quick, load, keep):
+    def __init__(self, quick, load, keep, garage=None):
         self.quick = quick
+        self.garage = garage
         self.size = SIZES["quick" if quick else "full"]
         self.load = load
         self.keep = keep
@@ -255,6 +258,13 @@ class Bench:
             finally:
                 ngx.stop()
 
+    # -- object store: benches/object_store.py
+
+    def object_store(self):
+        if not self.garage:
+            raise RuntimeError("no Garage binary: pass --garage (nox -s bench builds it)")
+        object_store.section(self, self.garage)
+
     # -- live events
 
     def sse_sqlite(self):
@@ -359,7 +369,7 @@ class Bench:
 
     # -- all
 
-    SECTIONS = ("start", "direct", "zip", "nginx", "sse", "api", "postgres", "size")
+    SECTIONS = ("start", "direct", "zip", "nginx", "s3", "sse", "api", "postgres", "size")
 
     def run_all(self, only=None):
         """Every section, or those named in `only` (start always runs: it seeds)."""
@@ -374,6 +384,8 @@ class Bench:
             self.section("download all (ZIP)", self.zip_section)
         if self.transfer_id and "nginx" in wanted:
             self.section("through nginx", self.nginx)
+        if "s3" in wanted:
+            self.section("object store (Garage)", self.object_store)
         if "sse" in wanted:
             self.section("live events, SQLite", self.sse_sqlite)
         if "api" in wanted:
@@ -413,6 +425,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--load", required=True, help="the load tools (benches/load/) executable")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--garage", help="the garage executable, for the object-store section")
     parser.add_argument("--output", default=str(OUT_DIR / "results.json"))
     parser.add_argument("--only", action="append", choices=Bench.SECTIONS,
                         help="run only this section (repeatable); start always runs, as it seeds")
@@ -420,7 +433,7 @@ def main():
     if not FERRY.exists():
         sys.exit(f"{FERRY} is missing: cargo build --release")
     raise_fd_limit()
-    bench = Bench(args.quick, Load(args.load), args.keep)
+    bench = Bench(args.quick, Load(args.load), args.keep, args.garage)
     try:
         secs = bench.run_all(args.only)
     finally:

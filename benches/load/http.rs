@@ -44,14 +44,18 @@ pub fn probe(addr: SocketAddr, path: &str) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
-/// GET over HTTP/1.1 into a 1 MiB buffer; the body is counted and dropped.
-pub fn raw_get(addr: SocketAddr, path: &str, token: &str) -> anyhow::Result<u64> {
+/// GET over HTTP/1.1 into a 1 MiB buffer; the body is counted and dropped. Without
+/// a token the path carries its own authorisation (a presigned URL's query).
+pub fn raw_get(addr: SocketAddr, path: &str, token: Option<&str>) -> anyhow::Result<u64> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
     s.set_nodelay(true)?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
     )?;
     let mut buf = vec![0u8; 1 << 20];
     let mut filled = 0;

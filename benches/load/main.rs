@@ -3,7 +3,9 @@
 //!
 //! * `seed`: schema, a bench user with an API token and a session, and N items;
 //! * `start`: process start to `/readyz` 200, N times;
-//! * `upload` / `download`: one large transfer, with the server's RSS sampled;
+//! * `upload` / `download`: one large transfer, with the server's RSS sampled (to
+//!   Ferry, or straight to an object store through a presigned URL);
+//! * `presign`: presigned PUT, GET and DELETE URLs of one object, for those two;
 //! * `sse`: N Server-Sent Events subscribers, their server's RSS, and the time from
 //!   the POST of a note to its arrival at each subscriber;
 //! * `zip`: an item of several files, fetched one by one and as its "Download all" ZIP.
@@ -15,6 +17,7 @@
 mod download;
 mod http;
 mod procfs;
+mod s3;
 mod seed;
 mod sse;
 mod start;
@@ -47,6 +50,8 @@ enum Cmd {
     Upload(upload::Args),
     /// Fetch an item's content and report the throughput.
     Download(download::Args),
+    /// Presigned URLs of one object in an S3 bucket, printed as JSON.
+    Presign(s3::Args),
     /// Open N event streams (spread over the URLs), read the servers' RSS, then post
     /// notes one at a time and time their arrival at every subscriber.
     Sse(sse::Args),
@@ -93,6 +98,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<Value> {
         Cmd::Start(args) => start::run(args).await,
         Cmd::Upload(args) => upload::run(args).await,
         Cmd::Download(args) => download::run(args).await,
+        Cmd::Presign(args) => s3::run(args).await,
         Cmd::Sse(args) => sse::run(args).await,
         Cmd::Zip(args) => zip::run(args).await,
     }

