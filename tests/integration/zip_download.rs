@@ -1,11 +1,12 @@
 //! "Download all": the ZIP of an item's files, checked by an independent reader
 //! (Python's zipfile), with its length, ETag, ranges, If-Range and 416.
 
-use crate::both_backends;
-use crate::helpers::{Backend, TestApp, execute};
+use crate::every_store;
+use crate::helpers::{Backend, BlobStore, TestApp, execute};
 use crate::several_files::{album, get, header, post_files};
 
-both_backends!(download_all_is_a_zip_that_python_reads_with_ranges);
+// On Garage too: an archive's pieces are ranged reads of several objects.
+every_store!(download_all_is_a_zip_that_python_reads_with_ranges);
 
 /// Check an archive with Python's zipfile: names in order, sizes, CRC-32s (against
 /// zlib's, of the expected bytes), stored, UTF-8 names, and every byte.
@@ -53,8 +54,8 @@ print('ok', len(infos))
     );
 }
 
-async fn download_all_is_a_zip_that_python_reads_with_ranges(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+async fn download_all_is_a_zip_that_python_reads_with_ranges(backend: Backend, store: BlobStore) {
+    let app = TestApp::spawn_on(backend, store, |_| {}).await;
     let token = app.user_with_token("kai", false).await;
     let files = album();
     let item = post_files(&app, &token, &files, "").await;
