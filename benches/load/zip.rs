@@ -76,7 +76,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
             let t0 = Instant::now();
             let mut n = 0;
             for path in &paths {
-                n += raw_get(addr, path, &token)?;
+                n += raw_get(addr, path, Some(&token))?;
             }
             Ok((n, t0.elapsed().as_secs_f64()))
         })
