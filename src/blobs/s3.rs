@@ -35,8 +35,9 @@ use super::{ByteStream, Hashes, Stored, UploadError};
 use crate::config::Settings;
 
 /// The size of one part of a multipart upload (S3 wants at least 5 MiB for all but
-/// the last). An upload holds at most two: one being sent, one filling.
-const PART: usize = 8 * 1024 * 1024;
+/// the last). An upload holds at most two: one being sent, one filling, so this
+/// keeps an upload's memory under 16 MB.
+const PART: usize = 6 * 1024 * 1024;
 /// Reads of a file being copied into the store (a finished resumable upload).
 const READ_CHUNK: usize = 1024 * 1024;
 /// A store that does not accept a connection by then is down.
@@ -137,6 +138,10 @@ impl S3Blobs {
             .with_access_key_id(&credential.key_id)
             .with_secret_access_key(&credential.secret_key)
             .with_allow_http(endpoint.scheme() == "http")
+            // Ferry hashes every byte itself (SHA-256, checked again by backups and
+            // copies); signing each part's payload too would be a second pass
+            // over it, as costly as the first.
+            .with_unsigned_payload(true)
             .with_retry(retry)
             .with_client_options(options)
             .build()

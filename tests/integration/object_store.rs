@@ -79,7 +79,7 @@ async fn files_round_trip_with_ranges(backend: Backend, store: BlobStore) {
     );
     let token = app.user_with_token("ann", false).await;
     // One PUT, exactly one part, and a multipart upload with a short last part.
-    let sizes = [0, 1000, 8 * 1024 * 1024, 20 * 1024 * 1024 + 17];
+    let sizes = [0, 1000, 6 * 1024 * 1024, 20 * 1024 * 1024 + 17];
     let mut ids = BTreeSet::new();
     for (n, size) in sizes.into_iter().enumerate() {
         let body = pattern(size);
