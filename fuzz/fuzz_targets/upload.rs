@@ -227,14 +227,20 @@ fuzz_target!(|data: &[u8]| {
             };
             for item in items {
                 let id = item["id"].as_str().expect("item id");
-                let uuid = uuid::Uuid::parse_str(id).expect("uuid");
+                uuid::Uuid::parse_str(id).expect("uuid");
                 if item["kind"] == "file" {
                     let name = item["name"].as_str().expect("name");
                     assert_eq!(ferry::domain::DisplayName::clean(name).as_str(), name);
-                    let blob = f.data_dir.join("blobs").join(uuid.to_string());
-                    let size = std::fs::metadata(&blob).expect("blob exists").len();
-                    assert_eq!(Some(size), item["size"].as_u64());
-                    assert!(size <= f.state.app.settings().max_upload_bytes);
+                    // Every file of the item: a clean name and its blob, of its size.
+                    let stored = f.state.app.store().item(id).await.expect("read").expect("item");
+                    assert!(!stored.files.is_empty(), "a file item without files");
+                    for file in &stored.files {
+                        assert_eq!(ferry::domain::DisplayName::clean(&file.name).as_str(), file.name);
+                        let blob = f.data_dir.join("blobs").join(&file.id);
+                        let size = std::fs::metadata(&blob).expect("blob exists").len();
+                        assert_eq!(size as i64, file.size);
+                        assert!(size <= f.state.app.settings().max_upload_bytes);
+                    }
                 }
             }
         }
@@ -242,8 +248,10 @@ fuzz_target!(|data: &[u8]| {
             // Keep the instance small: remove what was stored.
             let store = f.state.app.store();
             for item in store.list_items(None, 100).await.expect("list").iter() {
-                if store.delete_item(&item.id, "{}").await.expect("delete").is_some() {
-                    let _ = std::fs::remove_file(f.data_dir.join("blobs").join(&item.id));
+                if let Some((gone, _)) = store.delete_item(&item.id, "{}").await.expect("delete") {
+                    for file in &gone.files {
+                        let _ = std::fs::remove_file(f.data_dir.join("blobs").join(&file.id));
+                    }
                 }
             }
         }
