@@ -58,7 +58,8 @@ api_bind_addr = "127.0.0.1:{admin}"
         self.log = open(self.base / "garage.log", "ab")
         self.proc = subprocess.Popen([GARAGE, "-c", str(self.config), "server"],
                                      stdout=self.log, stderr=self.log, start_new_session=True)
-        wait_for(lambda: subprocess.run([GARAGE, "-c", str(self.config), "node", "id", "-q"],
+        # `node id` works before the server listens; `status` asks the server.
+        wait_for(lambda: subprocess.run([GARAGE, "-c", str(self.config), "status"],
                                         capture_output=True).returncode == 0, 30, "garage")
         node = self.cli("node", "id", "-q").stdout.strip().split("@")[0]
         self.cli("layout", "assign", "-z", "dc1", "-c", "1G", node)

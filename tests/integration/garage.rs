@@ -160,14 +160,19 @@ api_bind_addr = "127.0.0.1:{admin}"
         garage
     }
 
+    /// The node's id once its RPC port answers: `node id` reads the key from the
+    /// metadata directory before the server listens, so `status`, which asks the
+    /// server, is what says it is up (layout commands fail before then).
     fn wait_for_node(&self) -> String {
-        for _ in 0..200 {
-            let out = self
-                .command(&["node", "id", "-q"])
+        for _ in 0..600 {
+            let up = self
+                .command(&["status"])
                 .output()
-                .expect("garage node id");
-            if out.status.success() {
-                let id = String::from_utf8_lossy(&out.stdout);
+                .expect("garage status")
+                .status
+                .success();
+            if up {
+                let id = self.cli(&["node", "id", "-q"]);
                 return id.trim().split('@').next().unwrap_or_default().to_string();
             }
             std::thread::sleep(Duration::from_millis(50));
