@@ -162,12 +162,20 @@ def wait_bucket_objects(stack, expected, timeout=15):
         time.sleep(0.5)
 
 
-def served_by(stack, method, path, ips):
-    """The replica (container id) that nginx sent the last `method path` to."""
-    lines = [line for line in stack.logs("nginx").splitlines() if f'"{method} {path}' in line]
-    assert lines, f"nginx logged no {method} {path}"
-    upstream = re.search(r"upstream=([\d.]+):", lines[-1]).group(1)
-    (cid,) = [cid for cid, addrs in ips.items() if upstream in addrs]
+def served_by(stack, method, path, ips, timeout=10):
+    """The replica (container id) that nginx sent the last `method path` to. The
+    log comes through the engine a moment after the answer, so its last line may
+    not be there, or not whole, yet: read again, bounded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [line for line in stack.logs("nginx").splitlines() if f'"{method} {path}' in line]
+        found = re.search(r"upstream=([\d.]+):", lines[-1]) if lines else None
+        if found:
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nginx logged no upstream for {method} {path}: {lines[-1:]}")
+        time.sleep(0.2)
+    (cid,) = [cid for cid, addrs in ips.items() if found.group(1) in addrs]
     return cid
 
 
