@@ -1,3 +1,5 @@
+//! Over 450 lines because it is the one settings table and its loader, validation
+//! and redaction together, so a setting is added in one place.
 //! Typed settings, loaded once: defaults < optional file (`FERRY_CONFIG`) < `FERRY_*`
 //! environment. Every setting can instead be read from a file named by
 //! `FERRY_<NAME>_FILE` (Docker and compose secrets). Parsing collects every problem
